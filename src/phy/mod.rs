@@ -1,0 +1,76 @@
+//! Devices: where packets enter and leave the stack.
+//!
+//! A [`Device`] moves whole IPv4 packets. The Linux TUN device ([`tun`]) is
+//! the real one; [`sim`] is an in-memory link for tests. Observability and
+//! impairment are *wrappers* around another device ([`pcap::PcapWriter`],
+//! [`fault::FaultInjector`]), so the stack never knows it is watched or
+//! impaired.
+//!
+//! Devices take the current time as an argument like the rest of the core:
+//! only the runtime reads a clock.
+
+use crate::time::Instant;
+use std::io;
+
+pub mod fault;
+pub mod pcap;
+pub mod sim;
+pub mod tun;
+
+/// What a device can do; the stack sizes its segments from this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceCaps {
+    /// Largest IPv4 packet (header included) the link carries.
+    pub mtu: usize,
+    /// Largest TCP packet the device accepts for segmentation offload (TSO),
+    /// if it segments for us; `None` means every packet must fit `mtu`.
+    pub max_tso_size: Option<usize>,
+}
+
+impl Default for DeviceCaps {
+    fn default() -> Self {
+        DeviceCaps { mtu: 1500, max_tso_size: None }
+    }
+}
+
+/// A link that carries raw IPv4 packets.
+pub trait Device {
+    /// What the device can carry.
+    fn caps(&self) -> DeviceCaps;
+
+    /// Read one received packet into `buf` and return its length, or
+    /// `Ok(None)` when no packet is ready now. `buf` is at least 65535 bytes.
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// Send one IPv4 packet.
+    fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()>;
+
+    /// When a wrapper that holds packets back (delay, rate limit) next has
+    /// something to deliver or send. `None`: nothing held.
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Write out anything buffered (pcap files). Called before exit.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<D: Device + ?Sized> Device for Box<D> {
+    fn caps(&self) -> DeviceCaps {
+        (**self).caps()
+    }
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        (**self).recv(now, buf)
+    }
+    fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
+        (**self).send(now, packet)
+    }
+    fn poll_at(&self) -> Option<Instant> {
+        (**self).poll_at()
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
+}
