@@ -2,21 +2,33 @@
 //!
 //! [`Stack`] validates incoming IPv4 packets, reassembles fragments, answers
 //! ICMP echo, demultiplexes TCP segments to connections, answers segments for
-//! closed ports with RST (and other protocols with ICMP protocol-unreachable),
-//! and counts every drop with its reason ([`stats`]).
+//! closed ports with RST (and other protocols with ICMP unreachable), and
+//! counts every drop with its reason ([`stats`]). It also owns the table of
+//! TCP connections and offers the socket API the applications use.
 //!
 //! ## Calling order (sans-IO)
 //! 1. `handle_packet(now, bytes)` for every packet the device delivered;
-//! 2. `handle_timeout(now)` when `now >= poll_at()`;
+//! 2. `handle_timeout(now)` (cheap when nothing is due);
 //! 3. the application uses the socket API (`poll_event`, `accept`, `recv`, `send`, ...);
 //! 4. `poll_transmit(now, buf)` until it returns `None`, sending each packet.
 //!
 //! Then sleep until `poll_at()` or until the device has input.
 
+pub mod fragment;
 pub mod stats;
 
+use crate::rand::Rng;
+use crate::tcp::isn::IsnGenerator;
+use crate::tcp::socket::{SegmentIn, SegmentOut, Tcb, ACK, FIN, RST, SYN};
 use crate::tcp::{Event, ListenerHandle, Readiness, SocketHandle, State, TcpConfig, TcpError};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    self, DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags,
+    TcpPacket, TcpRepr, WireError,
+};
+use fragment::{FragError, Reassembler};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 pub use stats::{DropReason, Stats};
 
@@ -36,9 +48,11 @@ pub struct Config {
     /// Memory for IPv4 fragment reassembly (bytes, all datagrams).
     pub max_fragment_memory: usize,
     /// Reassembly timeout (RFC 791 suggests 15 s; Linux uses 30 s).
-    pub fragment_timeout: core::time::Duration,
+    pub fragment_timeout: Duration,
     /// TTL of packets we originate.
     pub ttl: u8,
+    /// Control packets (RST, ICMP) queued for output at most; more are dropped.
+    pub max_control_queue: usize,
 }
 
 impl Config {
@@ -50,8 +64,9 @@ impl Config {
             tcp: TcpConfig::default(),
             max_connections: 200_000,
             max_fragment_memory: 4 * 1024 * 1024,
-            fragment_timeout: core::time::Duration::from_secs(30),
+            fragment_timeout: Duration::from_secs(30),
             ttl: 64,
+            max_control_queue: 1024,
         }
     }
 }
@@ -72,98 +87,886 @@ pub struct ConnInfo {
     pub send_window: u32,
     pub recv_window: u32,
     pub retransmissions: u64,
+    pub mss: u32,
+}
+
+/// Who answers for a connection slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// Embryonic or waiting in a listener's accept queue.
+    Listener(u16),
+    /// The application holds the handle.
+    App,
+    /// The application let go; the slot is freed when the connection ends.
+    Released,
+}
+
+struct Slot {
+    generation: u32,
+    tcb: Option<Tcb>,
+    owner: Owner,
+    in_map: bool,
+    in_tx: bool,
+    event_queued: bool,
+    half_open: bool,
+    scheduled: Option<Instant>,
+}
+
+struct Listener {
+    backlog: usize,
+    accept_queue: VecDeque<SocketHandle>,
+    half_open: usize,
+}
+
+/// (remote address, remote port, local port): the local address is always ours.
+type ConnKey = (u32, u16, u16);
+
+/// RFC 5961 section 7: a global budget of challenge ACKs per second.
+struct ChallengeLimiter {
+    window_start: Instant,
+    sent: u32,
+}
+
+/// A control packet waiting for output (RST or ICMP), built on demand.
+#[derive(Clone, Debug)]
+enum Control {
+    Rst { remote: SocketAddrV4, local_port: u16, seq: u32, ack: u32, flags: u8 },
+    EchoReply { dst: Ipv4Addr, ident: u16, seq_no: u16, data: Vec<u8> },
+    Unreachable { dst: Ipv4Addr, code: DstUnreachable, quote: Vec<u8> },
 }
 
 /// The whole stack: interface plus TCP connections.
 pub struct Stack {
     config: Config,
     stats: Stats,
-    #[allow(dead_code)]
     seed: u64,
+    rng: Rng,
+    isn: IsnGenerator,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    conns: HashMap<ConnKey, u32>,
+    listeners: HashMap<u16, Listener>,
+    events: VecDeque<Event>,
+    tx_queue: VecDeque<u32>,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    control: VecDeque<Control>,
+    frags: Reassembler,
+    challenge: ChallengeLimiter,
+    ip_ident: u16,
+    next_port: u16,
+    scratch: Vec<u8>,
 }
+
+const EPHEMERAL_FIRST: u16 = 49152;
 
 impl Stack {
     pub fn new(config: Config, seed: u64) -> Stack {
-        Stack { config, stats: Stats::default(), seed }
+        let mut rng = Rng::derive(seed, "stack");
+        let isn = IsnGenerator::new(rng.next_u64(), rng.next_u64());
+        let next_port = EPHEMERAL_FIRST + rng.below((u16::MAX - EPHEMERAL_FIRST) as u64) as u16;
+        let ip_ident = rng.next_u32() as u16;
+        Stack {
+            frags: Reassembler::new(config.max_fragment_memory, config.fragment_timeout),
+            config,
+            stats: Stats::default(),
+            seed,
+            rng,
+            isn,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            events: VecDeque::new(),
+            tx_queue: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            control: VecDeque::new(),
+            challenge: ChallengeLimiter { window_start: Instant::ZERO, sent: 0 },
+            ip_ident,
+            next_port,
+            scratch: Vec::new(),
+        }
     }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
-    /// Input: one IPv4 packet from the device.
-    pub fn handle_packet(&mut self, _now: Instant, packet: &[u8]) {
-        self.stats.packets_in += 1;
-        self.stats.bytes_in += packet.len() as u64;
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
-    /// Run expired timers.
-    pub fn handle_timeout(&mut self, _now: Instant) {}
-    /// Output: write the next packet into `buf` (at least `mtu` bytes, or
-    /// `max_tso_size` with TSO) and return its length.
-    #[must_use]
-    pub fn poll_transmit(&mut self, _now: Instant, _buf: &mut [u8]) -> Option<usize> {
-        None
-    }
-    /// When `handle_timeout` must next be called.
-    pub fn poll_at(&self) -> Option<Instant> {
-        None
-    }
-    /// Live connections.
-    pub fn connections(&self) -> Vec<ConnInfo> {
-        Vec::new()
+    /// Live TCP connections (all states but LISTEN, including TIME-WAIT).
+    pub fn connection_count(&self) -> usize {
+        self.live
     }
 
-    // ---- socket API ----
-    pub fn listen(&mut self, port: u16, _backlog: usize) -> Result<ListenerHandle, TcpError> {
+    /// The link MSS: what fits in one packet after IPv4 and TCP headers.
+    fn link_mss(&self) -> u32 {
+        let mtu = self.config.max_tso_size.unwrap_or(self.config.mtu).max(self.config.mtu);
+        let _ = mtu;
+        (self.config.mtu.saturating_sub(40)).clamp(64, 65495) as u32
+    }
+
+    // ================================================================ input
+
+    /// Input: one IPv4 packet from the device.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += packet.len() as u64;
+        if let Err(reason) = self.ipv4_input(now, packet) {
+            self.stats.count_drop(reason);
+            log::trace!("drop ({reason}): {}", wire::PrettyPacket(packet));
+        }
+    }
+
+    fn ipv4_input(&mut self, now: Instant, packet: &[u8]) -> Result<(), DropReason> {
+        let ip = Ipv4Packet::new_checked(packet).map_err(ip_drop_reason)?;
+        if !ip.verify_checksum() {
+            return Err(DropReason::BadIpChecksum);
+        }
+        let src = ip.src_addr();
+        let dst = ip.dst_addr();
+        if dst != self.config.addr {
+            return Err(DropReason::NotForUs);
+        }
+        // RFC 1122 3.2.1.3: never accept a source that is not a unicast host.
+        if src.is_unspecified() || src.is_broadcast() || src.is_multicast() || src == self.config.addr {
+            return Err(DropReason::BadSourceAddr);
+        }
+        let protocol = u8::from(ip.protocol());
+        if ip.more_frags() || ip.frag_offset() != 0 {
+            let off = ip.frag_offset() as usize;
+            return match self.frags.push(now, src, dst, protocol, ip.ident(), off, ip.more_frags(), ip.payload()) {
+                Ok(Some(datagram)) => {
+                    self.stats.fragments_reassembled += 1;
+                    // The reassembled datagram's first 8 bytes quote the first fragment.
+                    self.transport_input(now, src, dst, protocol, &datagram, packet, true)
+                }
+                Ok(None) => Ok(()),
+                Err(FragError::Overlap) => Err(DropReason::FragmentOverlap),
+                Err(FragError::NoMemory) => Err(DropReason::FragmentNoMemory),
+                Err(_) => Err(DropReason::FragmentInvalid),
+            };
+        }
+        let payload = ip.payload();
+        self.transport_input(now, src, dst, protocol, payload, packet, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn transport_input(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: u8,
+        payload: &[u8],
+        original: &[u8],
+        reassembled: bool,
+    ) -> Result<(), DropReason> {
+        match IpProtocol::from(protocol) {
+            IpProtocol::Tcp => self.tcp_input(now, src, dst, payload),
+            IpProtocol::Icmp => self.icmp_input(src, payload),
+            IpProtocol::Udp => {
+                // No UDP service: port unreachable (RFC 1122 3.2.2.1, 4.1.3.1).
+                if !reassembled {
+                    self.queue_unreachable(src, DstUnreachable::PortUnreachable, original);
+                }
+                Err(DropReason::UnknownProtocol)
+            }
+            IpProtocol::Unknown(_) => {
+                // RFC 1122 3.2.2.1: protocol unreachable.
+                if !reassembled {
+                    self.queue_unreachable(src, DstUnreachable::ProtoUnreachable, original);
+                }
+                Err(DropReason::UnknownProtocol)
+            }
+        }
+    }
+
+    fn queue_unreachable(&mut self, dst: Ipv4Addr, code: DstUnreachable, original: &[u8]) {
+        let Ok(ip) = Ipv4Packet::new_checked(original) else { return };
+        // The quote: the original header and the first 8 bytes of its payload (RFC 792).
+        let n = (ip.header_len() + 8).min(original.len()).min(ip.total_len() as usize);
+        self.push_control(Control::Unreachable { dst, code, quote: original[..n].to_vec() });
+        self.stats.icmp_unreachables_sent += 1;
+    }
+
+    fn push_control(&mut self, c: Control) {
+        if self.control.len() >= self.config.max_control_queue {
+            self.stats.count_drop(DropReason::TcpNoMemory);
+            return;
+        }
+        self.control.push_back(c);
+    }
+
+    fn icmp_input(&mut self, src: Ipv4Addr, payload: &[u8]) -> Result<(), DropReason> {
+        let pkt = Icmpv4Packet::new_checked(payload).map_err(|_| DropReason::BadIcmp)?;
+        let repr = Icmpv4Repr::parse(&pkt).map_err(|_| DropReason::BadIcmp)?;
+        match repr {
+            Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
+                self.push_control(Control::EchoReply { dst: src, ident, seq_no, data: data.to_vec() });
+                self.stats.icmp_echo_replies += 1;
+                Ok(())
+            }
+            // Errors about our connections are soft errors (RFC 1122 4.2.3.9):
+            // TCP keeps retransmitting; we only count them.
+            _ => Err(DropReason::IcmpIgnored),
+        }
+    }
+
+    fn tcp_input(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Result<(), DropReason> {
+        let pkt = TcpPacket::new_checked(payload).map_err(|e| match e {
+            WireError::Truncated => DropReason::Truncated,
+            _ => DropReason::BadTcpHeader,
+        })?;
+        let repr = TcpRepr::parse(&pkt, src, dst, true).map_err(|e| match e {
+            WireError::BadChecksum => DropReason::BadTcpChecksum,
+            WireError::Truncated => DropReason::Truncated,
+            _ => DropReason::BadTcpHeader,
+        })?;
+        self.stats.tcp_segments_in += 1;
+        if repr.src_port == 0 || repr.dst_port == 0 {
+            return Err(DropReason::BadTcpHeader);
+        }
+        let seg = SegmentIn {
+            flags: repr.flags.0,
+            seq: repr.seq_number.0,
+            ack: repr.ack_number.0,
+            window: repr.window_len,
+            mss: repr.max_seg_size,
+            window_scale: repr.window_scale,
+            sack_permitted: repr.sack_permitted,
+            sack_ranges: repr.sack_ranges,
+            timestamp: repr.timestamp,
+            payload: repr.payload,
+        };
+        let remote = SocketAddrV4::new(src, repr.src_port);
+        let key: ConnKey = (u32::from(src), repr.src_port, repr.dst_port);
+
+        if let Some(&idx) = self.conns.get(&key) {
+            // RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT connection.
+            let reopen = {
+                let tcb = self.slots[idx as usize].tcb.as_ref().expect("mapped slot has a TCB");
+                tcb.state == State::TimeWait
+                    && seg.flags & (SYN | ACK | RST) == SYN
+                    && crate::tcp::socket::seq_gt(seg.seq, tcb.rcv_nxt())
+            };
+            if reopen {
+                self.slots[idx as usize].tcb.as_mut().expect("tcb").abort_silently();
+                self.after_op(idx);
+            } else {
+                return self.socket_input(now, idx, &seg);
+            }
+        }
+
+        // No connection: a listener, or RST (RFC 9293 3.10.7.1 and 3.10.7.2).
+        if seg.flags & RST != 0 {
+            return Err(DropReason::TcpNoListener);
+        }
+        let Some(listener) = self.listeners.get(&repr.dst_port) else {
+            self.reply_rst(remote, repr.dst_port, &seg);
+            return Err(DropReason::TcpNoListener);
+        };
+        if seg.flags & ACK != 0 {
+            // An ACK to a listener: <SEQ=SEG.ACK><CTL=RST>.
+            self.reply_rst(remote, repr.dst_port, &seg);
+            return Err(DropReason::TcpBadAck);
+        }
+        if seg.flags & SYN == 0 || seg.flags & FIN != 0 {
+            return Err(DropReason::TcpInvalidFlags);
+        }
+        if listener.half_open + listener.accept_queue.len() >= listener.backlog {
+            return Err(DropReason::TcpBacklogFull);
+        }
+        if self.live >= self.config.max_connections {
+            return Err(DropReason::TcpTooManyConnections);
+        }
+        let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
+        let iss = self.isn.isn(now, local, remote);
+        let tcb = Tcb::accept_syn(now, &self.config.tcp, local, remote, iss, self.link_mss(), &seg);
+        let idx = self.insert(tcb, Owner::Listener(repr.dst_port), true);
+        if let Some(l) = self.listeners.get_mut(&repr.dst_port) {
+            l.half_open += 1;
+        }
+        self.slots[idx as usize].half_open = true;
+        self.conns.insert(key, idx);
+        self.slots[idx as usize].in_map = true;
+        self.after_op(idx);
+        Ok(())
+    }
+
+    fn socket_input(&mut self, now: Instant, idx: u32, seg: &SegmentIn) -> Result<(), DropReason> {
+        let slot = &mut self.slots[idx as usize];
+        let tcb = slot.tcb.as_mut().expect("mapped slot has a TCB");
+        let reaction = tcb.process(now, seg, &mut self.stats);
+        if tcb.take_challenge() {
+            // RFC 5961 7: at most `challenge_ack_limit` per second, all connections.
+            let lim = &mut self.challenge;
+            if now.saturating_duration_since(lim.window_start) >= Duration::from_secs(1) {
+                lim.window_start = now;
+                lim.sent = 0;
+            }
+            if lim.sent < self.config.tcp.challenge_ack_limit {
+                lim.sent += 1;
+                self.stats.tcp_challenge_acks += 1;
+                tcb.ack_now();
+            }
+        }
+        let remote = tcb.remote;
+        let local_port = tcb.local.port();
+        let owner = slot.owner;
+        let generation = slot.generation;
+        if let Some((seq, ack, flags)) = reaction.rst {
+            self.push_control(Control::Rst { remote, local_port, seq, ack, flags });
+            self.stats.tcp_rsts_sent += 1;
+        }
+        if reaction.established {
+            if let Owner::Listener(port) = owner {
+                let handle = SocketHandle { index: idx, generation };
+                if let Some(l) = self.listeners.get_mut(&port) {
+                    l.accept_queue.push_back(handle);
+                    self.events.push_back(Event::Incoming(ListenerHandle(port)));
+                }
+            }
+        }
+        self.after_op(idx);
+        match reaction.drop {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    /// RST in reply to a segment that has no connection (RFC 9293 3.10.7.1).
+    fn reply_rst(&mut self, remote: SocketAddrV4, local_port: u16, seg: &SegmentIn) {
+        if seg.flags & RST != 0 {
+            return;
+        }
+        let c = if seg.flags & ACK != 0 {
+            Control::Rst { remote, local_port, seq: seg.ack, ack: 0, flags: RST }
+        } else {
+            Control::Rst { remote, local_port, seq: 0, ack: seg.seq.wrapping_add(seg.seg_len()), flags: RST | ACK }
+        };
+        self.push_control(c);
+        self.stats.tcp_rsts_sent += 1;
+    }
+
+    // =============================================================== timers
+
+    /// Run expired timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, idx, gen))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slots.get_mut(idx as usize) else { continue };
+            if slot.generation != gen || slot.scheduled != Some(at) {
+                continue; // stale entry
+            }
+            slot.scheduled = None;
+            if let Some(tcb) = slot.tcb.as_mut() {
+                tcb.handle_timeout(now, &mut self.stats);
+            }
+            self.after_op(idx);
+        }
+        let expired = self.frags.expire(now);
+        for _ in 0..expired {
+            self.stats.count_drop(DropReason::FragmentTimeout);
+        }
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let t = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        crate::time::min_deadline(t, self.frags.poll_at())
+    }
+
+    // =============================================================== output
+
+    /// Output: write the next packet into `buf` (at least the MTU) and
+    /// return its length; `None` when nothing is waiting.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(c) = self.control.pop_front() {
+            let n = self.emit_control(&c, buf);
+            self.count_out(n);
+            return Some(n);
+        }
+        while let Some(&idx) = self.tx_queue.front() {
+            let i = idx as usize;
+            let seg = match self.slots[i].tcb.as_mut() {
+                Some(tcb) => tcb.dispatch(now, &mut self.stats),
+                None => None,
+            };
+            match seg {
+                Some(seg) => {
+                    let n = self.emit_segment(i, &seg, buf);
+                    self.count_out(n);
+                    // Round robin: the socket goes to the back if it has more.
+                    self.tx_queue.pop_front();
+                    self.slots[i].in_tx = false;
+                    self.after_op(idx);
+                    return Some(n);
+                }
+                None => {
+                    self.tx_queue.pop_front();
+                    self.slots[i].in_tx = false;
+                    self.after_op_no_tx(idx);
+                }
+            }
+        }
+        None
+    }
+
+    fn count_out(&mut self, n: usize) {
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += n as u64;
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        self.ip_ident
+    }
+
+    fn ip_repr(&mut self, dst: Ipv4Addr, protocol: IpProtocol) -> Ipv4Repr {
+        Ipv4Repr {
+            src_addr: self.config.addr,
+            dst_addr: dst,
+            protocol,
+            payload_len: 0,
+            ttl: self.config.ttl,
+            ident: self.next_ident(),
+            dont_frag: true,
+        }
+    }
+
+    fn emit_control(&mut self, c: &Control, buf: &mut [u8]) -> usize {
+        match c {
+            Control::Rst { remote, local_port, seq, ack, flags } => {
+                let ip = self.ip_repr(*remote.ip(), IpProtocol::Tcp);
+                let mut tcp = TcpRepr::new(*local_port, remote.port(), SeqNumber(*seq), TcpFlags(*flags));
+                tcp.ack_number = SeqNumber(*ack);
+                self.stats.tcp_segments_out += 1;
+                wire::emit_ipv4_tcp(buf, &ip, &tcp)
+            }
+            Control::EchoReply { dst, ident, seq_no, data } => {
+                let ip = self.ip_repr(*dst, IpProtocol::Icmp);
+                let room = buf.len().saturating_sub(28);
+                let data = &data[..data.len().min(room)];
+                wire::emit_ipv4_icmp(buf, &ip, &Icmpv4Repr::EchoReply { ident: *ident, seq_no: *seq_no, data })
+            }
+            Control::Unreachable { dst, code, quote } => {
+                let ip = self.ip_repr(*dst, IpProtocol::Icmp);
+                wire::emit_ipv4_icmp(buf, &ip, &Icmpv4Repr::DstUnreachable { code: *code, header: quote })
+            }
+        }
+    }
+
+    fn emit_segment(&mut self, i: usize, seg: &SegmentOut, buf: &mut [u8]) -> usize {
+        let ident = self.next_ident();
+        let tcb = self.slots[i].tcb.as_ref().expect("dispatching slot has a TCB");
+        let ip = Ipv4Repr {
+            src_addr: self.config.addr,
+            dst_addr: *tcb.remote.ip(),
+            protocol: IpProtocol::Tcp,
+            payload_len: 0,
+            ttl: self.config.ttl,
+            ident,
+            dont_frag: true,
+        };
+        let (a, b) = tcb.send_slices(seg.payload_offset, seg.payload_len);
+        let payload: &[u8] = if b.is_empty() {
+            a
+        } else {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(a);
+            self.scratch.extend_from_slice(b);
+            &self.scratch
+        };
+        let repr = TcpRepr {
+            src_port: tcb.local.port(),
+            dst_port: tcb.remote.port(),
+            flags: TcpFlags(seg.flags),
+            seq_number: SeqNumber(seg.seq),
+            ack_number: SeqNumber(if seg.flags & ACK != 0 { seg.ack } else { 0 }),
+            window_len: seg.window,
+            urgent_at: 0,
+            max_seg_size: seg.mss,
+            window_scale: seg.window_scale,
+            sack_permitted: seg.sack_permitted,
+            sack_ranges: seg.sack_ranges,
+            timestamp: seg.timestamp,
+            payload,
+        };
+        wire::emit_ipv4_tcp(buf, &ip, &repr)
+    }
+
+    // ========================================================== bookkeeping
+
+    fn insert(&mut self, tcb: Tcb, owner: Owner, _passive: bool) -> u32 {
+        self.live += 1;
+        let slot = Slot {
+            generation: 0,
+            tcb: Some(tcb),
+            owner,
+            in_map: false,
+            in_tx: false,
+            event_queued: false,
+            half_open: false,
+            scheduled: None,
+        };
+        if let Some(idx) = self.free.pop() {
+            let s = &mut self.slots[idx as usize];
+            let generation = s.generation.wrapping_add(1);
+            *s = Slot { generation, ..slot };
+            idx
+        } else {
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
+        }
+    }
+
+    /// After anything touched a socket: queue events, output and timers,
+    /// and free it if it is finished.
+    fn after_op(&mut self, idx: u32) {
+        self.after_op_inner(idx, true)
+    }
+
+    fn after_op_no_tx(&mut self, idx: u32) {
+        self.after_op_inner(idx, false)
+    }
+
+    fn after_op_inner(&mut self, idx: u32, may_tx: bool) {
+        let i = idx as usize;
+        let slot = &mut self.slots[i];
+        let Some(tcb) = slot.tcb.as_mut() else { return };
+        let state = tcb.state();
+        // Application events.
+        if tcb.notify {
+            tcb.notify = false;
+            if slot.owner == Owner::App && !slot.event_queued {
+                slot.event_queued = true;
+                self.events.push_back(Event::Socket(SocketHandle { index: idx, generation: slot.generation }));
+            }
+        }
+        // Half-open accounting.
+        if slot.half_open && state != State::SynReceived {
+            slot.half_open = false;
+            if let Owner::Listener(port) = slot.owner {
+                if let Some(l) = self.listeners.get_mut(&port) {
+                    l.half_open = l.half_open.saturating_sub(1);
+                }
+            }
+        }
+        // Output.
+        if may_tx && !slot.in_tx && tcb.wants_dispatch() {
+            slot.in_tx = true;
+            self.tx_queue.push_back(idx);
+        }
+        // Timers.
+        if let Some(t) = tcb.poll_at() {
+            if slot.scheduled.is_none_or(|s| t < s) {
+                slot.scheduled = Some(t);
+                self.timers.push(Reverse((t, idx, slot.generation)));
+            }
+        }
+        // A closed connection leaves the demux table at once...
+        if state == State::Closed && slot.in_map {
+            slot.in_map = false;
+            let key: ConnKey = (u32::from(*tcb.remote.ip()), tcb.remote.port(), tcb.local.port());
+            if self.conns.get(&key) == Some(&idx) {
+                self.conns.remove(&key);
+            }
+        }
+        // ...and its slot is freed once nobody can look at it any more.
+        let finished = state == State::Closed && !slot.in_tx && !tcb.wants_dispatch();
+        let unowned = match slot.owner {
+            Owner::Released => true,
+            Owner::Listener(_) => !self.in_accept_queue(idx),
+            Owner::App => false,
+        };
+        if finished && unowned {
+            self.free_slot(idx);
+        }
+    }
+
+    fn in_accept_queue(&self, idx: u32) -> bool {
+        let slot = &self.slots[idx as usize];
+        match slot.owner {
+            Owner::Listener(port) => self
+                .listeners
+                .get(&port)
+                .is_some_and(|l| l.accept_queue.iter().any(|h| h.index == idx && h.generation == slot.generation)),
+            _ => false,
+        }
+    }
+
+    fn free_slot(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        if slot.tcb.take().is_some() {
+            self.live -= 1;
+            self.stats.tcp_connections_closed += 1;
+            slot.scheduled = None;
+            slot.event_queued = false;
+            self.free.push(idx);
+        }
+    }
+
+    fn tcb(&self, h: SocketHandle) -> Result<&Tcb, TcpError> {
+        match self.slots.get(h.index as usize) {
+            Some(s) if s.generation == h.generation && s.owner == Owner::App => {
+                s.tcb.as_ref().ok_or(TcpError::InvalidHandle)
+            }
+            _ => Err(TcpError::InvalidHandle),
+        }
+    }
+
+    fn tcb_mut(&mut self, h: SocketHandle) -> Result<&mut Tcb, TcpError> {
+        match self.slots.get_mut(h.index as usize) {
+            Some(s) if s.generation == h.generation && s.owner == Owner::App => {
+                s.tcb.as_mut().ok_or(TcpError::InvalidHandle)
+            }
+            _ => Err(TcpError::InvalidHandle),
+        }
+    }
+
+    /// Live connections.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let t = s.tcb.as_ref()?;
+                Some(ConnInfo {
+                    handle: SocketHandle { index: i as u32, generation: s.generation },
+                    local: t.local,
+                    remote: t.remote,
+                    state: t.state(),
+                    bytes_in: t.bytes_in,
+                    bytes_out: t.bytes_out,
+                    srtt_us: t.srtt().map(|d| d.as_micros() as u64),
+                    rto_us: t.rto().as_micros() as u64,
+                    cwnd: t.cwnd(),
+                    ssthresh: t.ssthresh(),
+                    send_window: t.send_window(),
+                    recv_window: t.recv_window(),
+                    retransmissions: t.retransmissions,
+                    mss: t.mss(),
+                })
+            })
+            .collect()
+    }
+
+    /// Bytes held by all connection buffers.
+    pub fn buffer_memory(&self) -> usize {
+        self.slots.iter().filter_map(|s| s.tcb.as_ref()).map(|t| t.memory()).sum()
+    }
+
+    // ============================================================ socket API
+
+    /// Listen for connections on `port`, keeping at most `backlog`
+    /// connections that are half-open or waiting for `accept`.
+    pub fn listen(&mut self, port: u16, backlog: usize) -> Result<ListenerHandle, TcpError> {
+        if port == 0 || self.listeners.contains_key(&port) {
+            return Err(TcpError::AddrInUse);
+        }
+        self.listeners.insert(port, Listener { backlog: backlog.max(1), accept_queue: VecDeque::new(), half_open: 0 });
         Ok(ListenerHandle(port))
     }
-    pub fn accept(&mut self, _l: ListenerHandle) -> Option<SocketHandle> {
-        None
+
+    /// Stop listening. Connections already accepted are not affected;
+    /// those waiting in the accept queue are reset.
+    pub fn unlisten(&mut self, l: ListenerHandle) {
+        if let Some(listener) = self.listeners.remove(&l.0) {
+            for h in listener.accept_queue {
+                if let Some(slot) = self.slots.get_mut(h.index as usize) {
+                    if slot.generation == h.generation {
+                        if let Some(t) = slot.tcb.as_mut() {
+                            t.abort();
+                        }
+                        slot.owner = Owner::Released;
+                        self.after_op(h.index);
+                    }
+                }
+            }
+        }
     }
-    pub fn connect(&mut self, _now: Instant, _remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
-        Err(TcpError::NotConnected)
+
+    /// Take the next established connection from the listener's queue.
+    pub fn accept(&mut self, l: ListenerHandle) -> Option<SocketHandle> {
+        loop {
+            let h = self.listeners.get_mut(&l.0)?.accept_queue.pop_front()?;
+            let slot = &mut self.slots[h.index as usize];
+            if slot.generation != h.generation || slot.tcb.is_none() {
+                continue;
+            }
+            slot.owner = Owner::App;
+            // Let the application see whatever already arrived.
+            if let Some(t) = slot.tcb.as_mut() {
+                t.notify = true;
+            }
+            self.after_op(h.index);
+            return Some(h);
+        }
     }
+
+    /// Open a connection to `remote` (active open) from an ephemeral port.
+    pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
+        if self.live >= self.config.max_connections {
+            return Err(TcpError::TooManyConnections);
+        }
+        let range = (u16::MAX - EPHEMERAL_FIRST) as u32 + 1;
+        let mut port = None;
+        for _ in 0..range {
+            let p = self.next_port;
+            self.next_port = if p == u16::MAX { EPHEMERAL_FIRST } else { p + 1 };
+            let key: ConnKey = (u32::from(*remote.ip()), remote.port(), p);
+            if !self.conns.contains_key(&key) && !self.listeners.contains_key(&p) {
+                port = Some(p);
+                break;
+            }
+        }
+        let port = port.ok_or(TcpError::NoPortsAvailable)?;
+        let local = SocketAddrV4::new(self.config.addr, port);
+        let iss = self.isn.isn(now, local, remote);
+        let tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let idx = self.insert(tcb, Owner::App, false);
+        self.conns.insert((u32::from(*remote.ip()), remote.port(), port), idx);
+        self.slots[idx as usize].in_map = true;
+        self.after_op(idx);
+        Ok(SocketHandle { index: idx, generation: self.slots[idx as usize].generation })
+    }
+
     /// Queue bytes for sending; returns how many were taken (maybe fewer than given).
     /// `Err(WouldBlock)` when the send buffer is full.
-    pub fn send(&mut self, _h: SocketHandle, _data: &[u8]) -> Result<usize, TcpError> {
-        Err(TcpError::InvalidHandle)
+    pub fn send(&mut self, h: SocketHandle, data: &[u8]) -> Result<usize, TcpError> {
+        let r = self.tcb_mut(h)?.send(data);
+        self.after_op(h.index);
+        r
     }
-    /// Free space in the send buffer.
-    pub fn send_capacity(&self, _h: SocketHandle) -> usize {
-        0
+
+    /// Free space in the send buffer (0 once the write side is closed).
+    pub fn send_capacity(&self, h: SocketHandle) -> usize {
+        self.tcb(h).map(|t| t.send_capacity()).unwrap_or(0)
     }
+
+    /// Bytes queued for sending and not yet acknowledged.
+    pub fn send_queued(&self, h: SocketHandle) -> usize {
+        self.tcb(h).map(|t| t.send_queued()).unwrap_or(0)
+    }
+
     /// Read received bytes. `Ok(n > 0)`: data; `Ok(0)`: end of stream (peer FIN);
     /// `Err(WouldBlock)`: nothing yet; other errors: the connection failed.
-    pub fn recv(&mut self, _h: SocketHandle, _buf: &mut [u8]) -> Result<usize, TcpError> {
-        Err(TcpError::InvalidHandle)
+    pub fn recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
+        let r = self.tcb_mut(h)?.recv(buf);
+        self.after_op(h.index);
+        r
     }
+
+    /// Bytes waiting to be read.
+    pub fn recv_queued(&self, h: SocketHandle) -> usize {
+        self.tcb(h).map(|t| t.recv_queued()).unwrap_or(0)
+    }
+
     /// Close the write side (FIN after the queued bytes); reading goes on.
-    pub fn shutdown(&mut self, _h: SocketHandle) -> Result<(), TcpError> {
-        Err(TcpError::InvalidHandle)
+    pub fn shutdown(&mut self, h: SocketHandle) -> Result<(), TcpError> {
+        let r = self.tcb_mut(h)?.shutdown();
+        self.after_op(h.index);
+        r
     }
+
     /// Graceful close and release of the handle. The connection finishes its
-    /// close (FIN, TIME-WAIT) on its own; unread received data makes it an abort (RST),
-    /// as RFC 1122 4.2.2.13 allows.
-    pub fn close(&mut self, _h: SocketHandle) {}
+    /// close (FIN, TIME-WAIT) on its own; unread received data makes it an
+    /// abort (RST), as RFC 1122 4.2.2.13 allows.
+    pub fn close(&mut self, h: SocketHandle) {
+        if let Ok(t) = self.tcb_mut(h) {
+            t.release();
+            self.slots[h.index as usize].owner = Owner::Released;
+            self.after_op(h.index);
+        }
+    }
+
     /// Abort with RST and release the handle.
-    pub fn abort(&mut self, _h: SocketHandle) {}
-    pub fn readiness(&self, _h: SocketHandle) -> Readiness {
-        Readiness::default()
+    pub fn abort(&mut self, h: SocketHandle) {
+        if let Ok(t) = self.tcb_mut(h) {
+            t.abort();
+            t.orphaned = true;
+            self.slots[h.index as usize].owner = Owner::Released;
+            self.after_op(h.index);
+        }
     }
-    pub fn state(&self, _h: SocketHandle) -> Option<State> {
-        None
+
+    pub fn readiness(&self, h: SocketHandle) -> Readiness {
+        match self.tcb(h) {
+            Ok(t) => t.readiness(),
+            Err(e) => Readiness { closed: true, error: Some(e), ..Default::default() },
+        }
     }
-    pub fn set_nodelay(&mut self, _h: SocketHandle, _nodelay: bool) {}
-    pub fn set_keepalive(&mut self, _h: SocketHandle, _idle: Option<core::time::Duration>) {}
-    pub fn local_addr(&self, _h: SocketHandle) -> Option<SocketAddrV4> {
-        None
+
+    pub fn state(&self, h: SocketHandle) -> Option<State> {
+        self.tcb(h).ok().map(|t| t.state())
     }
-    pub fn remote_addr(&self, _h: SocketHandle) -> Option<SocketAddrV4> {
-        None
+
+    /// Turn Nagle's algorithm off (`true`) or on.
+    pub fn set_nodelay(&mut self, h: SocketHandle, nodelay: bool) {
+        if let Ok(t) = self.tcb_mut(h) {
+            t.nagle = !nodelay;
+        }
+        self.after_op(h.index);
     }
+
+    /// Keepalive idle time (`None`: off).
+    pub fn set_keepalive(&mut self, now: Instant, h: SocketHandle, idle: Option<Duration>) {
+        if let Ok(t) = self.tcb_mut(h) {
+            t.set_keepalive(now, idle);
+        }
+        self.after_op(h.index);
+    }
+
+    pub fn local_addr(&self, h: SocketHandle) -> Option<SocketAddrV4> {
+        self.tcb(h).ok().map(|t| t.local)
+    }
+
+    pub fn remote_addr(&self, h: SocketHandle) -> Option<SocketAddrV4> {
+        self.tcb(h).ok().map(|t| t.remote)
+    }
+
+    /// A snapshot of one connection.
+    pub fn info(&self, h: SocketHandle) -> Option<ConnInfo> {
+        self.tcb(h).ok()?;
+        self.connections().into_iter().find(|c| c.handle == h)
+    }
+
     /// Next thing for the application to look at.
     pub fn poll_event(&mut self) -> Option<Event> {
-        None
+        let ev = self.events.pop_front()?;
+        if let Event::Socket(h) = ev {
+            if let Some(slot) = self.slots.get_mut(h.index as usize) {
+                if slot.generation == h.generation {
+                    slot.event_queued = false;
+                }
+            }
+        }
+        Some(ev)
+    }
+
+    /// Draw from the stack's seeded generator (for applications that want
+    /// reproducible randomness tied to `--seed`).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+}
+
+fn ip_drop_reason(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::Truncated,
+        WireError::BadVersion => DropReason::BadVersion,
+        WireError::BadHeaderLen => DropReason::BadHeaderLen,
+        WireError::BadTotalLen => DropReason::BadTotalLen,
+        WireError::BadChecksum => DropReason::BadIpChecksum,
+        _ => DropReason::Truncated,
     }
 }

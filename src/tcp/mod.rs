@@ -5,6 +5,12 @@
 //! `connect`, `send`, `recv`, `shutdown`, `close`, `abort`, `readiness`,
 //! `poll_event`): HTTP and WebSocket reach TCP through it and nothing else.
 
+pub mod buffer;
+pub mod congestion;
+pub mod isn;
+pub mod rtt;
+pub mod socket;
+
 use core::fmt;
 use core::time::Duration;
 

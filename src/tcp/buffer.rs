@@ -1,0 +1,345 @@
+//! Byte storage for one connection: a growable ring buffer (send and
+//! receive) and the [`Assembler`] that tracks out-of-order data.
+//!
+//! Memory is allocated lazily and grows by doubling up to the configured
+//! capacity, and an empty buffer gives its memory back, so an idle
+//! connection costs little. The *window* a connection advertises is derived
+//! from the capacity, not from what happens to be allocated.
+
+/// A ring buffer of bytes with a fixed maximum capacity.
+///
+/// `len` bytes start at `head`. Writes beyond `len` (`write_at`) are allowed
+/// for out-of-order reassembly: they land in the free space after the
+/// readable bytes and become readable when `commit` is called.
+#[derive(Debug)]
+pub struct RingBuffer {
+    storage: Vec<u8>,
+    head: usize,
+    len: usize,
+    capacity: usize,
+}
+
+/// Memory kept allocated by an empty buffer before it is released.
+const KEEP_WHEN_EMPTY: usize = 0;
+/// First allocation.
+const INITIAL_ALLOC: usize = 4096;
+
+impl RingBuffer {
+    pub fn new(capacity: usize) -> Self {
+        RingBuffer { storage: Vec::new(), head: 0, len: 0, capacity }
+    }
+
+    /// Bytes stored (readable / unacknowledged).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// Free space up to the capacity.
+    pub fn window(&self) -> usize {
+        self.capacity - self.len
+    }
+    /// Bytes of memory held.
+    pub fn allocated(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Make sure `needed` bytes (counted from head) fit in storage.
+    fn reserve(&mut self, needed: usize) {
+        let needed = needed.min(self.capacity);
+        let cur = self.storage.len();
+        if needed <= cur {
+            return;
+        }
+        let mut new_size = cur.max(INITIAL_ALLOC).min(self.capacity);
+        while new_size < needed {
+            new_size = (new_size * 2).min(self.capacity);
+        }
+        // Linearize into the new storage, keeping every byte that may hold
+        // data (readable or written out of order): the whole old ring.
+        let mut new = vec![0u8; new_size];
+        if cur > 0 {
+            let (a, b) = self.storage.split_at(self.head);
+            new[..b.len()].copy_from_slice(b);
+            new[b.len()..b.len() + a.len()].copy_from_slice(a);
+        }
+        self.storage = new;
+        self.head = 0;
+    }
+
+    /// Append as much of `data` as fits; returns how many bytes were taken.
+    pub fn enqueue(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.window());
+        if n == 0 {
+            return 0;
+        }
+        self.write_at(0, &data[..n]);
+        self.len += n;
+        n
+    }
+
+    /// Write `data` at `offset` bytes past the end of the stored bytes (for
+    /// out-of-order segments); clipped to the capacity. Returns bytes written.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
+        let start = self.len + offset;
+        if start >= self.capacity {
+            return 0;
+        }
+        let n = data.len().min(self.capacity - start);
+        if n == 0 {
+            return 0;
+        }
+        self.reserve(start + n);
+        let size = self.storage.len();
+        let pos = (self.head + start) % size;
+        let first = n.min(size - pos);
+        self.storage[pos..pos + first].copy_from_slice(&data[..first]);
+        if first < n {
+            self.storage[..n - first].copy_from_slice(&data[first..n]);
+        }
+        n
+    }
+
+    /// Mark `n` bytes written by `write_at(0, ..)` as stored.
+    pub fn commit(&mut self, n: usize) {
+        debug_assert!(self.len + n <= self.capacity);
+        self.len = (self.len + n).min(self.capacity);
+    }
+
+    /// The stored bytes starting at `offset`, as up to two slices (the ring
+    /// may wrap), limited to `max` bytes.
+    pub fn slices(&self, offset: usize, max: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len || max == 0 {
+            return (&[], &[]);
+        }
+        let n = max.min(self.len - offset);
+        let size = self.storage.len();
+        let pos = (self.head + offset) % size;
+        let first = n.min(size - pos);
+        (&self.storage[pos..pos + first], &self.storage[..n - first])
+    }
+
+    /// Copy up to `buf.len()` bytes from `offset` into `buf`.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> usize {
+        let (a, b) = self.slices(offset, buf.len());
+        buf[..a.len()].copy_from_slice(a);
+        buf[a.len()..a.len() + b.len()].copy_from_slice(b);
+        a.len() + b.len()
+    }
+
+    /// Drop `n` bytes from the front (read by the application / acknowledged).
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        if n == 0 {
+            return 0;
+        }
+        self.head = (self.head + n) % self.storage.len();
+        self.len -= n;
+        n
+    }
+
+    /// Copy out and consume.
+    pub fn dequeue(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.read_at(0, buf);
+        self.consume(n)
+    }
+
+    /// Give memory back when nothing is stored and nothing is pending out of
+    /// order (`reassembly_pending` false).
+    pub fn release_if_empty(&mut self, reassembly_pending: bool) {
+        if self.len == 0 && !reassembly_pending && self.storage.len() > KEEP_WHEN_EMPTY {
+            self.storage = Vec::new();
+            self.head = 0;
+        }
+    }
+}
+
+/// Tracks which byte ranges past the in-order point have arrived out of
+/// order (offsets relative to RCV.NXT). A bounded number of ranges: a
+/// segment that would need more is refused, so memory stays bounded.
+#[derive(Debug, Clone, Default)]
+pub struct Assembler {
+    /// Sorted, non-overlapping, non-adjacent `(start, end)` offsets.
+    ranges: Vec<(u32, u32)>,
+}
+
+/// The most separate out-of-order ranges kept per connection.
+pub const MAX_RANGES: usize = 32;
+
+impl Assembler {
+    pub fn new() -> Self {
+        Assembler { ranges: Vec::new() }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.ranges
+    }
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+    }
+
+    /// Record `[start, end)` as received. Returns false (and changes nothing)
+    /// if it would need more than [`MAX_RANGES`] ranges.
+    pub fn add(&mut self, start: u32, end: u32) -> bool {
+        if start >= end {
+            return true;
+        }
+        // Find the ranges that overlap or touch [start, end).
+        let first = self.ranges.iter().position(|&(_, e)| e >= start).unwrap_or(self.ranges.len());
+        let mut last = first;
+        while last < self.ranges.len() && self.ranges[last].0 <= end {
+            last += 1;
+        }
+        if first == last {
+            if self.ranges.len() >= MAX_RANGES {
+                return false;
+            }
+            self.ranges.insert(first, (start, end));
+        } else {
+            let s = start.min(self.ranges[first].0);
+            let e = end.max(self.ranges[last - 1].1);
+            self.ranges[first] = (s, e);
+            self.ranges.drain(first + 1..last);
+        }
+        true
+    }
+
+    /// If data is now contiguous from offset 0, remove that range and return
+    /// its length.
+    pub fn take_front(&mut self) -> u32 {
+        match self.ranges.first() {
+            Some(&(0, e)) => {
+                self.ranges.remove(0);
+                e
+            }
+            _ => 0,
+        }
+    }
+
+    /// Shift all offsets down by `n` (RCV.NXT advanced by `n`). Ranges that
+    /// fall below zero are clipped.
+    pub fn shift(&mut self, n: u32) {
+        if n == 0 {
+            return;
+        }
+        self.ranges.retain_mut(|r| {
+            if r.1 <= n {
+                return false;
+            }
+            r.0 = r.0.saturating_sub(n);
+            r.1 -= n;
+            true
+        });
+    }
+
+    /// Is `[start, end)` entirely received already?
+    pub fn contains(&self, start: u32, end: u32) -> bool {
+        self.ranges.iter().any(|&(s, e)| s <= start && end <= e)
+    }
+
+    /// The range containing `offset`, if any.
+    pub fn range_containing(&self, start: u32, end: u32) -> Option<(u32, u32)> {
+        self.ranges.iter().copied().find(|&(s, e)| s <= start && end <= e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_wraps_and_grows() {
+        let mut r = RingBuffer::new(10_000);
+        assert_eq!(r.allocated(), 0);
+        assert_eq!(r.enqueue(&[1u8; 3000]), 3000);
+        assert_eq!(r.allocated(), 4096);
+        let mut out = [0u8; 2500];
+        assert_eq!(r.dequeue(&mut out), 2500);
+        // Now wrap around the 4096-byte storage.
+        let data: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+        assert_eq!(r.enqueue(&data), 2000);
+        assert_eq!(r.len(), 2500);
+        let (a, b) = r.slices(500, 2000);
+        assert_eq!(a.len() + b.len(), 2000);
+        let mut joined = a.to_vec();
+        joined.extend_from_slice(b);
+        assert_eq!(joined, data);
+        // Grow while wrapped: contents preserved.
+        let more = vec![9u8; 6000];
+        assert_eq!(r.enqueue(&more), 6000);
+        assert!(r.allocated() >= 8500);
+        let mut all = vec![0u8; 8500];
+        assert_eq!(r.read_at(0, &mut all), 8500);
+        assert_eq!(&all[..500], &[1u8; 500][..]);
+        assert_eq!(&all[500..2500], &data[..]);
+        assert_eq!(&all[2500..], &more[..]);
+        // Capacity is a hard limit.
+        assert_eq!(r.enqueue(&[0u8; 5000]), 1500);
+        assert_eq!(r.window(), 0);
+        assert_eq!(r.enqueue(&[0u8; 1]), 0);
+    }
+
+    #[test]
+    fn ring_out_of_order_then_commit() {
+        let mut r = RingBuffer::new(100);
+        assert_eq!(r.write_at(10, b"world"), 5);
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.write_at(0, b"hello ...."), 10);
+        r.commit(15);
+        let mut out = [0u8; 15];
+        assert_eq!(r.dequeue(&mut out), 15);
+        assert_eq!(&out, b"hello ....world");
+        // Writes beyond the capacity are clipped.
+        assert_eq!(r.write_at(95, b"0123456789"), 5);
+    }
+
+    #[test]
+    fn ring_releases_memory_when_empty() {
+        let mut r = RingBuffer::new(1 << 20);
+        r.enqueue(&[0u8; 100_000]);
+        assert!(r.allocated() >= 100_000);
+        r.consume(100_000);
+        r.release_if_empty(true);
+        assert!(r.allocated() > 0);
+        r.release_if_empty(false);
+        assert_eq!(r.allocated(), 0);
+        assert_eq!(r.enqueue(b"again"), 5);
+    }
+
+    #[test]
+    fn assembler_merges() {
+        let mut a = Assembler::new();
+        assert!(a.add(10, 20));
+        assert!(a.add(30, 40));
+        assert_eq!(a.ranges(), &[(10, 20), (30, 40)]);
+        assert!(a.add(20, 30)); // bridges both
+        assert_eq!(a.ranges(), &[(10, 40)]);
+        assert!(a.add(5, 12));
+        assert_eq!(a.ranges(), &[(5, 40)]);
+        assert_eq!(a.take_front(), 0);
+        assert!(a.add(0, 5));
+        assert_eq!(a.take_front(), 40);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn assembler_shift_and_limit() {
+        let mut a = Assembler::new();
+        for i in 0..MAX_RANGES as u32 {
+            assert!(a.add(i * 10 + 5, i * 10 + 8));
+        }
+        assert!(!a.add(1000, 1001), "range limit");
+        assert!(a.add(15, 18), "duplicate of an existing range is fine");
+        a.shift(16);
+        assert_eq!(a.ranges()[0], (0, 2));
+        assert_eq!(a.ranges()[1], (9, 12));
+        assert!(a.contains(9, 12));
+        assert!(!a.contains(8, 12));
+    }
+}

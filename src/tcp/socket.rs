@@ -1,0 +1,1607 @@
+//! One TCP connection: the transmission control block (TCB) and the RFC 9293
+//! state machine.
+//!
+//! The socket is sans-IO. Input arrives through [`Tcb::process`] (one parsed
+//! segment) and [`Tcb::handle_timeout`]; output is pulled with
+//! [`Tcb::dispatch`], which describes the next segment to send (its payload
+//! stays in the send buffer; the interface copies it into the packet).
+//! [`Tcb::poll_at`] tells when the next timer fires.
+//!
+//! Sequence numbers are plain `u32` here, compared with the wrapping helpers
+//! [`seq_lt`] and friends (RFC 9293 3.4: arithmetic modulo 2^32).
+
+use super::buffer::{Assembler, RingBuffer};
+use super::congestion::{CongestionControl, NewReno};
+use super::rtt::RttEstimator;
+use super::{CongestionAlgorithm, Readiness, State, TcpConfig, TcpError};
+use crate::iface::{DropReason, Stats};
+use crate::time::{Duration, Instant};
+use std::net::SocketAddrV4;
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+/// `a < b` in sequence space.
+#[inline]
+pub fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+#[inline]
+pub fn seq_le(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) <= 0
+}
+#[inline]
+pub fn seq_gt(a: u32, b: u32) -> bool {
+    seq_lt(b, a)
+}
+#[inline]
+pub fn seq_ge(a: u32, b: u32) -> bool {
+    seq_le(b, a)
+}
+/// `b - a` as a distance (a <= b assumed).
+#[inline]
+pub fn seq_dist(a: u32, b: u32) -> u32 {
+    b.wrapping_sub(a)
+}
+
+/// A parsed incoming segment, as the state machine needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentIn<'a> {
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    pub sack_ranges: [Option<(u32, u32)>; 3],
+    pub timestamp: Option<(u32, u32)>,
+    pub payload: &'a [u8],
+}
+
+impl SegmentIn<'_> {
+    fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+    /// SEG.LEN: payload plus SYN and FIN (RFC 9293 3.4).
+    pub fn seg_len(&self) -> u32 {
+        self.payload.len() as u32 + self.has(SYN) as u32 + self.has(FIN) as u32
+    }
+}
+
+/// The next segment a socket wants to send. The payload is
+/// `send buffer[payload_offset .. payload_offset + payload_len]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentOut {
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    pub sack_ranges: [Option<(u32, u32)>; 3],
+    pub timestamp: Option<(u32, u32)>,
+    pub payload_offset: usize,
+    pub payload_len: usize,
+    /// This segment resends sequence space already sent once.
+    pub retransmission: bool,
+}
+
+/// What processing one segment asks the interface to do besides updating the socket.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaction {
+    /// Send a RST not tied to the socket's own sequence state: (seq, ack, flags).
+    pub rst: Option<(u32, u32, u8)>,
+    /// A passive connection reached ESTABLISHED: move it to the accept queue.
+    pub established: bool,
+    /// The segment was dropped for this reason (counted by the caller).
+    pub drop: Option<DropReason>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Retransmit,
+    DelayedAck,
+    Persist,
+    Keepalive,
+    TimeWait,
+    FinWait2,
+}
+const TIMERS: usize = 6;
+
+/// The transmission control block.
+#[derive(Debug)]
+pub struct Tcb {
+    pub(crate) state: State,
+    pub(crate) local: SocketAddrV4,
+    pub(crate) remote: SocketAddrV4,
+    passive: bool,
+    cfg: TcpConfig,
+
+    // Send sequence variables (RFC 9293 3.3.1).
+    iss: u32,
+    snd_una: u32,
+    snd_nxt: u32,
+    /// Highest sequence number sent + 1 (SND.NXT before any go-back-N).
+    snd_max: u32,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: u32,
+    snd_wl2: u32,
+    /// Shift applied to windows the peer advertises.
+    snd_wscale: u8,
+    /// Send MSS (peer's MSS option, clipped to our link).
+    mss: u32,
+    send_buf: RingBuffer,
+    /// The application closed the write side: a FIN follows the queued data.
+    fin_queued: bool,
+    /// SND.UNA value that means "our FIN is acknowledged" (FIN seq + 1), once sent.
+    fin_acked_seq: Option<u32>,
+    /// Our link's MSS (MTU - 40); the send MSS never exceeds it.
+    link_mss: u32,
+    /// The peer offered window scaling in its SYN.
+    wscale_negotiated: bool,
+
+    // Receive sequence variables.
+    irs: u32,
+    rcv_nxt: u32,
+    /// Right edge of the window last advertised (never moves left).
+    rcv_adv: u32,
+    /// Shift we apply to windows we advertise.
+    rcv_wscale: u8,
+    recv_buf: RingBuffer,
+    assembler: Assembler,
+    /// Sequence number of a FIN that arrived ahead of missing data.
+    pending_fin: Option<u32>,
+    /// The peer's FIN has been received in order.
+    fin_received: bool,
+    /// Most recently received out-of-order range (for the first SACK block).
+    last_ooo: Option<(u32, u32)>,
+
+    // Options.
+    ts_enabled: bool,
+    ts_recent: u32,
+    ts_offset: u32,
+    last_ack_sent: u32,
+    sack_enabled: bool,
+    pub(crate) nagle: bool,
+
+    // ACK generation.
+    ack_now: bool,
+    /// In-order bytes received since we last sent an ACK.
+    unacked_bytes: usize,
+
+    // Retransmission and congestion.
+    rtt: RttEstimator,
+    rtt_probe: Option<(u32, Instant)>,
+    retries: u32,
+    cc: Box<dyn CongestionControl>,
+    dup_acks: u32,
+    /// NewReno recovery point (RFC 6582), when in fast recovery.
+    recover: Option<u32>,
+    /// Send the first unacknowledged segment again now (fast retransmit).
+    retransmit_una: bool,
+    /// Send a zero-window probe now (persist timer expired).
+    zwp_now: bool,
+    /// A zero-window probe byte is outstanding.
+    probe_outstanding: bool,
+    /// Zero-window probes sent without any ACK coming back.
+    probes_unanswered: u32,
+    /// Send a keepalive probe now.
+    keepalive_now: bool,
+    persist_backoff: u32,
+    keepalive_probes_sent: u32,
+    last_activity: Instant,
+
+    timers: [Option<Instant>; TIMERS],
+
+    // Bookkeeping.
+    pub(crate) error: Option<TcpError>,
+    rst_pending: bool,
+    challenge_pending: bool,
+    /// The application released its handle (close/abort).
+    pub(crate) orphaned: bool,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) retransmissions: u64,
+    /// Something the application can observe changed.
+    pub(crate) notify: bool,
+}
+
+/// Largest window that fits the 16-bit field with scaling (RFC 7323 2.3).
+const MAX_WINDOW: u32 = (1 << 30) - 1;
+
+impl Tcb {
+    fn new(
+        now: Instant,
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: u32,
+        mss: u32,
+        passive: bool,
+    ) -> Tcb {
+        let cc: Box<dyn CongestionControl> = match cfg.congestion {
+            CongestionAlgorithm::NewReno => Box::new(NewReno::new(mss)),
+        };
+        // Window scale we will ask for: enough to advertise the whole buffer.
+        let mut rcv_wscale = 0u8;
+        while rcv_wscale < 14 && (cfg.recv_buffer >> rcv_wscale) > 65535 {
+            rcv_wscale += 1;
+        }
+        Tcb {
+            state: State::Closed,
+            local,
+            remote,
+            passive,
+            cfg: cfg.clone(),
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: 0,
+            snd_wl2: 0,
+            snd_wscale: 0,
+            mss,
+            send_buf: RingBuffer::new(cfg.send_buffer),
+            fin_queued: false,
+            fin_acked_seq: None,
+            link_mss: mss,
+            wscale_negotiated: false,
+            irs: 0,
+            rcv_nxt: 0,
+            rcv_adv: 0,
+            rcv_wscale: if cfg.window_scaling { rcv_wscale } else { 0 },
+            recv_buf: RingBuffer::new(cfg.recv_buffer.min(MAX_WINDOW as usize)),
+            assembler: Assembler::new(),
+            pending_fin: None,
+            fin_received: false,
+            last_ooo: None,
+            ts_enabled: false,
+            ts_recent: 0,
+            ts_offset: iss.rotate_left(13),
+            last_ack_sent: 0,
+            sack_enabled: false,
+            nagle: cfg.nagle,
+            ack_now: false,
+            unacked_bytes: 0,
+            rtt: RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max),
+            rtt_probe: None,
+            retries: 0,
+            cc,
+            dup_acks: 0,
+            recover: None,
+            retransmit_una: false,
+            zwp_now: false,
+            probe_outstanding: false,
+            probes_unanswered: 0,
+            keepalive_now: false,
+            persist_backoff: 0,
+            keepalive_probes_sent: 0,
+            last_activity: now,
+            timers: [None; TIMERS],
+            error: None,
+            rst_pending: false,
+            challenge_pending: false,
+            orphaned: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            retransmissions: 0,
+            notify: false,
+        }
+    }
+
+    /// Active open (RFC 9293 3.10.1): a SYN goes out on the next dispatch.
+    pub fn connect(
+        now: Instant,
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: u32,
+        mss: u32,
+    ) -> Tcb {
+        let mut t = Tcb::new(now, cfg, local, remote, iss, mss, false);
+        t.set_state(State::SynSent);
+        t
+    }
+
+    /// Passive open: a SYN arrived at a listener (RFC 9293 3.10.7.2). The
+    /// caller has checked it carries SYN, no ACK and no RST.
+    pub fn accept_syn(
+        now: Instant,
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: u32,
+        link_mss: u32,
+        seg: &SegmentIn,
+    ) -> Tcb {
+        let mut t = Tcb::new(now, cfg, local, remote, iss, link_mss, true);
+        t.irs = seg.seq;
+        t.rcv_nxt = seg.seq.wrapping_add(1);
+        t.negotiate_options(seg, link_mss);
+        t.update_send_window(seg);
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = iss;
+        t.rcv_adv = t.rcv_nxt.wrapping_add(t.recv_window_raw());
+        if let Some((tsval, _)) = seg.timestamp {
+            t.ts_recent = tsval;
+        }
+        t.set_state(State::SynReceived);
+        t
+    }
+
+    fn negotiate_options(&mut self, seg: &SegmentIn, link_mss: u32) {
+        // MSS (RFC 9293 3.7.1): default 536 when the option is absent.
+        let peer_mss = seg.mss.map(|m| m as u32).unwrap_or(536).max(64);
+        self.mss = peer_mss.min(link_mss);
+        // Window scaling applies only when both sides sent the option (RFC 7323 2.2).
+        match seg.window_scale {
+            Some(ws) if self.cfg.window_scaling => {
+                self.snd_wscale = ws.min(14);
+                self.wscale_negotiated = true;
+            }
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.ts_enabled = self.cfg.timestamps && seg.timestamp.is_some();
+        self.sack_enabled = self.cfg.sack && seg.sack_permitted;
+        self.cc = match self.cfg.congestion {
+            CongestionAlgorithm::NewReno => Box::new(NewReno::new(self.mss)),
+        };
+    }
+
+    // ---------------------------------------------------------------- state
+
+    fn set_state(&mut self, s: State) {
+        if self.state != s {
+            log::debug!("{} -> {}: {} -> {}", self.local, self.remote, self.state, s);
+            self.state = s;
+            self.notify = true;
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Enter CLOSED with an optional error; all timers stop.
+    fn close_with(&mut self, err: Option<TcpError>) {
+        if self.error.is_none() {
+            self.error = err;
+        }
+        self.timers = [None; TIMERS];
+        self.set_state(State::Closed);
+        self.notify = true;
+    }
+
+    // ----------------------------------------------------------- app calls
+
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, TcpError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            State::Closed | State::Listen => return Err(TcpError::NotConnected),
+            _ => return Err(TcpError::WriteClosed),
+        }
+        if self.fin_queued {
+            return Err(TcpError::WriteClosed);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.send_buf.enqueue(data);
+        if n == 0 {
+            return Err(TcpError::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    pub fn send_capacity(&self) -> usize {
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+                if !self.fin_queued && self.error.is_none() =>
+            {
+                self.send_buf.window()
+            }
+            _ => 0,
+        }
+    }
+
+    /// The payload bytes of an outgoing segment (up to two slices: the
+    /// send buffer is a ring).
+    pub fn send_slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        self.send_buf.slices(offset, len)
+    }
+
+    /// Drop the connection without sending anything (a TIME-WAIT connection
+    /// replaced by a new incarnation, RFC 6191).
+    pub fn abort_silently(&mut self) {
+        self.close_with(None);
+        self.rst_pending = false;
+        self.orphaned = true;
+    }
+
+    /// Bytes queued but not yet acknowledged.
+    pub fn send_queued(&self) -> usize {
+        self.send_buf.len()
+    }
+
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TcpError> {
+        if !self.recv_buf.is_empty() {
+            let n = self.recv_buf.dequeue(buf);
+            self.recv_buf.release_if_empty(!self.assembler.is_empty());
+            // Reading may open the window enough to tell the peer (RFC 1122 4.2.3.3).
+            if self.window_update_due() {
+                self.ack_now = true;
+            }
+            return Ok(n);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.fin_received {
+            return Ok(0);
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::Closed | State::Listen => Err(TcpError::NotConnected),
+            _ => Err(TcpError::WouldBlock),
+        }
+    }
+
+    pub fn recv_queued(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    /// Close the sending side (RFC 9293 3.10.4 CLOSE while data may still arrive).
+    pub fn shutdown(&mut self) -> Result<(), TcpError> {
+        match self.state {
+            State::SynSent => {
+                self.close_with(None);
+                Ok(())
+            }
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1);
+                Ok(())
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+                Ok(())
+            }
+            State::Closed | State::Listen => Err(self.error.unwrap_or(TcpError::NotConnected)),
+            // Already closing.
+            _ => Ok(()),
+        }
+    }
+
+    /// Abort (RFC 9293 3.10.5): send RST if synchronized, enter CLOSED.
+    pub fn abort(&mut self) {
+        let send_rst = matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck
+        );
+        self.close_with(Some(TcpError::Aborted));
+        self.rst_pending = send_rst;
+    }
+
+    /// The application released the handle. Unread data makes it an abort
+    /// (RFC 1122 4.2.2.13 / RFC 2525 "failure to RST on close with data pending").
+    pub fn release(&mut self) {
+        self.orphaned = true;
+        if self.state == State::Closed {
+            return;
+        }
+        if !self.recv_buf.is_empty() {
+            self.abort();
+            return;
+        }
+        let _ = self.shutdown();
+        if self.state == State::FinWait2 {
+            self.set_timer(Timer::FinWait2, self.last_activity + self.cfg.fin_wait2_timeout);
+        }
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let closed = self.state == State::Closed;
+        Readiness {
+            readable: !self.recv_buf.is_empty() || self.fin_received || self.error.is_some(),
+            writable: self.send_capacity() > 0,
+            read_closed: self.fin_received && self.recv_buf.is_empty(),
+            closed,
+            error: self.error,
+        }
+    }
+
+    pub fn set_keepalive(&mut self, now: Instant, idle: Option<Duration>) {
+        self.cfg.keepalive = idle;
+        self.keepalive_probes_sent = 0;
+        match idle {
+            Some(d) if self.state.is_synchronized() => self.set_timer(Timer::Keepalive, now + d),
+            _ => self.timers[Timer::Keepalive as usize] = None,
+        }
+    }
+
+    // ---------------------------------------------------------- statistics
+
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+    pub fn cwnd(&self) -> u32 {
+        self.cc.cwnd()
+    }
+    pub fn ssthresh(&self) -> u32 {
+        self.cc.ssthresh()
+    }
+    pub fn send_window(&self) -> u32 {
+        self.snd_wnd
+    }
+    pub fn recv_window(&self) -> u32 {
+        self.recv_window_raw()
+    }
+    pub fn mss(&self) -> u32 {
+        self.mss
+    }
+    /// Memory held by the buffers.
+    pub fn memory(&self) -> usize {
+        self.send_buf.allocated() + self.recv_buf.allocated()
+    }
+    pub fn snd_una(&self) -> u32 {
+        self.snd_una
+    }
+    pub fn rcv_nxt(&self) -> u32 {
+        self.rcv_nxt
+    }
+
+    // --------------------------------------------------------------- timers
+
+    fn set_timer(&mut self, t: Timer, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+    fn clear_timer(&mut self, t: Timer) {
+        self.timers[t as usize] = None;
+    }
+    fn timer(&self, t: Timer) -> Option<Instant> {
+        self.timers[t as usize]
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Does the socket have a segment to send right now? (cheap check used
+    /// to decide whether to queue it for transmission)
+    pub fn wants_dispatch(&self) -> bool {
+        self.rst_pending
+            || self.ack_now
+            || self.zwp_now
+            || self.keepalive_now
+            || self.retransmit_una
+            || match self.state {
+                State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
+                State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck => {
+                    self.has_sendable()
+                }
+                _ => false,
+            }
+    }
+
+    fn has_sendable(&self) -> bool {
+        let unsent = self.unsent_offset();
+        (unsent < self.send_buf.len()) || (self.fin_queued && !self.fin_sent())
+    }
+
+    /// Offset into the send buffer of the next byte to send (synchronized
+    /// states only: the SYN is acknowledged, so SND.UNA is the first byte).
+    fn unsent_offset(&self) -> usize {
+        seq_dist(self.snd_una, self.snd_nxt) as usize
+    }
+
+    /// Sequence number our FIN has (or will have).
+    fn fin_seq(&self) -> u32 {
+        self.snd_una.wrapping_add(self.send_buf.len() as u32)
+    }
+
+    fn fin_sent(&self) -> bool {
+        self.fin_queued && seq_gt(self.snd_nxt, self.fin_seq())
+    }
+
+    /// Our FIN was sent and SND.UNA has moved past it.
+    fn our_fin_acked(&self) -> bool {
+        self.fin_queued && self.fin_acked_seq == Some(self.snd_una)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, stats: &mut Stats) {
+        for i in 0..TIMERS {
+            let Some(at) = self.timers[i] else { continue };
+            if at > now {
+                continue;
+            }
+            self.timers[i] = None;
+            match i {
+                x if x == Timer::Retransmit as usize => self.on_rto(now, stats),
+                x if x == Timer::DelayedAck as usize => self.ack_now = true,
+                x if x == Timer::Persist as usize => self.on_persist(now, stats),
+                x if x == Timer::Keepalive as usize => self.on_keepalive(now, stats),
+                x if x == Timer::TimeWait as usize => {
+                    // 2*MSL passed (RFC 9293 3.10.8).
+                    self.close_with(None);
+                }
+                x if x == Timer::FinWait2 as usize => {
+                    if self.state == State::FinWait2 {
+                        self.close_with(Some(TcpError::TimedOut));
+                    }
+                }
+                _ => {}
+            }
+            if self.state == State::Closed {
+                return;
+            }
+        }
+    }
+
+    /// RFC 9293 3.8.6.1: the persist timer expired; probe the zero window
+    /// with one byte of new data. A peer that keeps answering (with a zero
+    /// window) is never given up on; one that stops answering is, after
+    /// `max_retries` unanswered probes.
+    fn on_persist(&mut self, now: Instant, stats: &mut Stats) {
+        if self.probes_unanswered >= self.cfg.max_retries {
+            stats.tcp_connections_timed_out += 1;
+            self.close_with(Some(TcpError::TimedOut));
+            self.rst_pending = true;
+            return;
+        }
+        self.probes_unanswered += 1;
+        self.persist_backoff = (self.persist_backoff + 1).min(10);
+        stats.tcp_zero_window_probes += 1;
+        if self.probe_outstanding {
+            self.snd_nxt = self.snd_una; // send the same byte again
+        }
+        self.zwp_now = true;
+        self.arm_persist(now);
+    }
+
+    fn arm_persist(&mut self, now: Instant) {
+        let d = self.rtt.rto().saturating_mul(1 << self.persist_backoff.min(6));
+        let d = d.clamp(Duration::from_millis(200), Duration::from_secs(60));
+        self.set_timer(Timer::Persist, now + d);
+    }
+
+    /// Start or stop the persist timer after the send window changed.
+    fn update_persist(&mut self, now: Instant) {
+        let waiting = self.snd_wnd == 0 && (self.send_buf.len() > self.unsent_offset() || self.probe_outstanding);
+        if waiting {
+            if self.timer(Timer::Persist).is_none() && self.timer(Timer::Retransmit).is_none() {
+                self.arm_persist(now);
+            }
+        } else {
+            self.clear_timer(Timer::Persist);
+            self.persist_backoff = 0;
+            self.probes_unanswered = 0;
+        }
+    }
+
+    fn on_rto(&mut self, now: Instant, stats: &mut Stats) {
+        if self.snd_una == self.snd_max {
+            return; // nothing outstanding
+        }
+        if self.state.is_synchronized() && self.snd_wnd == 0 {
+            // The peer closed its window: this is the persist timer's job,
+            // not a loss (RFC 9293 3.8.6.1).
+            self.snd_nxt = self.snd_una;
+            self.probe_outstanding = false;
+            self.update_persist(now);
+            return;
+        }
+        self.retries += 1;
+        let limit = if self.state.is_synchronized() { self.cfg.max_retries } else { self.cfg.max_syn_retries };
+        if self.retries > limit {
+            // RFC 9293 3.8.3 / RFC 1122 4.2.3.5: R2 reached, abort.
+            log::debug!("{} -> {}: retransmission limit reached, aborting", self.local, self.remote);
+            stats.tcp_connections_timed_out += 1;
+            let send_rst = self.state.is_synchronized() || self.state == State::SynReceived;
+            self.close_with(Some(TcpError::TimedOut));
+            self.rst_pending = send_rst;
+            return;
+        }
+        stats.tcp_rto_timeouts += 1;
+        let flight = seq_dist(self.snd_una, self.snd_max);
+        if self.state.is_synchronized() {
+            self.cc.on_rto(flight, self.mss);
+        }
+        self.rtt.back_off();
+        self.rtt_probe = None; // Karn
+        self.recover = None;
+        self.dup_acks = 0;
+        // Go back N: resend from the oldest unacknowledged byte.
+        self.snd_nxt = self.snd_una;
+        self.retransmit_una = false;
+    }
+
+    fn on_keepalive(&mut self, now: Instant, stats: &mut Stats) {
+        let Some(idle) = self.cfg.keepalive else { return };
+        if !self.state.is_synchronized() || self.state == State::TimeWait {
+            return;
+        }
+        if self.keepalive_probes_sent >= self.cfg.keepalive_probes {
+            stats.tcp_connections_timed_out += 1;
+            self.close_with(Some(TcpError::TimedOut));
+            self.rst_pending = true;
+            return;
+        }
+        // RFC 1122 4.2.3.6: a segment with SEG.SEQ = SND.NXT-1 elicits an ACK.
+        self.keepalive_probes_sent += 1;
+        stats.tcp_keepalive_probes += 1;
+        self.keepalive_now = true;
+        let _ = idle;
+        self.set_timer(Timer::Keepalive, now + self.cfg.keepalive_interval);
+    }
+
+    // --------------------------------------------------------------- input
+
+    /// Process one segment addressed to this connection (RFC 9293 3.10.7).
+    pub fn process(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats) -> Reaction {
+        let mut r = Reaction::default();
+        match self.state {
+            State::Closed | State::Listen => {
+                r.drop = Some(DropReason::TcpOther);
+                return r;
+            }
+            State::SynSent => {
+                self.process_syn_sent(now, seg, stats, &mut r);
+                return r;
+            }
+            _ => {}
+        }
+        self.process_synchronized(now, seg, stats, &mut r);
+        if self.state.is_synchronized() {
+            self.last_activity = now;
+            if let Some(idle) = self.cfg.keepalive {
+                self.keepalive_probes_sent = 0;
+                self.set_timer(Timer::Keepalive, now + idle);
+            }
+        }
+        r
+    }
+
+    /// RFC 9293 3.10.7.3: SYN-SENT.
+    fn process_syn_sent(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats, r: &mut Reaction) {
+        // First: the ACK bit.
+        let ack_ok = if seg.has(ACK) {
+            if seq_le(seg.ack, self.iss) || seq_gt(seg.ack, self.snd_max) {
+                if !seg.has(RST) {
+                    r.rst = Some((seg.ack, 0, RST));
+                }
+                r.drop = Some(DropReason::TcpBadAck);
+                return;
+            }
+            true
+        } else {
+            false
+        };
+        // Second: the RST bit.
+        if seg.has(RST) {
+            if ack_ok {
+                stats.tcp_rsts_received += 1;
+                self.close_with(Some(TcpError::ConnectionRefused));
+            } else {
+                r.drop = Some(DropReason::TcpRstInvalid);
+            }
+            return;
+        }
+        // Fourth: the SYN bit.
+        if !seg.has(SYN) {
+            r.drop = Some(DropReason::TcpInvalidFlags);
+            return;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq.wrapping_add(1);
+        let link_mss = self.mss;
+        self.negotiate_options(seg, link_mss);
+        if let Some((tsval, _)) = seg.timestamp {
+            self.ts_recent = tsval;
+        }
+        if ack_ok {
+            self.snd_una = seg.ack;
+        }
+        if seq_gt(self.snd_una, self.iss) {
+            // Our SYN is acknowledged: ESTABLISHED.
+            self.take_rtt_sample(now, seg);
+            self.retries = 0;
+            self.clear_timer(Timer::Retransmit);
+            self.update_send_window_raw(seg.seq, seg.ack, seg.window as u32);
+            self.rcv_adv = self.rcv_nxt.wrapping_add(self.recv_window_raw());
+            self.set_state(State::Established);
+            stats.tcp_connections_opened += 1;
+            self.ack_now = true;
+            // Data or FIN on the SYN-ACK is processed as in ESTABLISHED.
+            if !seg.payload.is_empty() || seg.has(FIN) {
+                let mut rest = *seg;
+                rest.flags &= !SYN;
+                rest.seq = seg.seq.wrapping_add(1);
+                self.process_text_and_fin(now, &rest, stats);
+            }
+        } else {
+            // Simultaneous open (RFC 9293 3.5 figure 8): SYN-RECEIVED, send SYN-ACK.
+            self.update_send_window_raw(seg.seq, seg.ack, seg.window as u32);
+            self.rcv_adv = self.rcv_nxt.wrapping_add(self.recv_window_raw());
+            self.snd_nxt = self.iss; // resend our SYN, now with ACK
+            self.set_state(State::SynReceived);
+        }
+    }
+
+    /// RFC 9293 3.10.7.4: SYN-RECEIVED and the synchronized states.
+    fn process_synchronized(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats, r: &mut Reaction) {
+        // A retransmitted SYN in SYN-RECEIVED: answer with the SYN-ACK again.
+        if self.state == State::SynReceived && seg.has(SYN) && !seg.has(ACK) && seg.seq == self.irs {
+            self.snd_nxt = self.iss;
+            return;
+        }
+        // PAWS (RFC 7323 5.3): reject old duplicates by timestamp.
+        if self.ts_enabled && !seg.has(RST) {
+            if let Some((tsval, _)) = seg.timestamp {
+                if seq_lt(tsval, self.ts_recent) && self.state != State::SynReceived {
+                    self.ack_now = true;
+                    r.drop = Some(DropReason::TcpPawsRejected);
+                    return;
+                }
+            }
+        }
+
+        // First: sequence number acceptability.
+        let rcv_wnd = self.current_rcv_wnd();
+        let seg_len = seg.seg_len();
+        let acceptable = if seg_len == 0 {
+            if rcv_wnd == 0 {
+                seg.seq == self.rcv_nxt
+            } else {
+                in_window(seg.seq, self.rcv_nxt, rcv_wnd)
+            }
+        } else if rcv_wnd == 0 {
+            false
+        } else {
+            in_window(seg.seq, self.rcv_nxt, rcv_wnd)
+                || in_window(seg.seq.wrapping_add(seg_len - 1), self.rcv_nxt, rcv_wnd)
+        };
+        // A zero window still takes ACKs and RSTs at RCV.NXT (RFC 9293 3.10.7.4 note).
+        let zero_window_ack = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
+        if !acceptable && !zero_window_ack {
+            if !seg.has(RST) {
+                if self.state == State::TimeWait && seg.has(FIN) {
+                    // A retransmitted FIN: re-ACK and restart the 2*MSL timer.
+                    self.set_timer(Timer::TimeWait, now + 2 * self.cfg.msl);
+                }
+                self.ack_now = true;
+            }
+            r.drop = Some(DropReason::TcpOutOfWindow);
+            return;
+        }
+
+        // Second: RST (RFC 5961 3.2).
+        if seg.has(RST) {
+            if seg.seq == self.rcv_nxt {
+                stats.tcp_rsts_received += 1;
+                match self.state {
+                    State::SynReceived if self.passive => {
+                        // Back to LISTEN: for us, drop the embryonic connection.
+                        self.close_with(Some(TcpError::ConnectionReset));
+                    }
+                    State::SynReceived => self.close_with(Some(TcpError::ConnectionRefused)),
+                    State::Closing | State::LastAck | State::TimeWait => self.close_with(None),
+                    _ => {
+                        stats.tcp_connections_reset += 1;
+                        self.close_with(Some(TcpError::ConnectionReset));
+                    }
+                }
+            } else {
+                // In window but not exact: challenge ACK.
+                self.challenge_ack(stats);
+                r.drop = Some(DropReason::TcpRstInvalid);
+            }
+            return;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
+        if seg.has(SYN) {
+            if self.state == State::SynReceived && self.passive {
+                // RFC 9293: return to LISTEN. The embryonic connection is dropped.
+                self.close_with(None);
+                r.drop = Some(DropReason::TcpInvalidFlags);
+                return;
+            }
+            self.challenge_ack(stats);
+            r.drop = Some(DropReason::TcpInvalidFlags);
+            return;
+        }
+
+        // Fifth: the ACK field.
+        if !seg.has(ACK) {
+            r.drop = Some(DropReason::TcpInvalidFlags);
+            return;
+        }
+        if self.state == State::SynReceived {
+            if seq_gt(seg.ack, self.snd_una) && seq_le(seg.ack, self.snd_max) {
+                self.take_rtt_sample(now, seg);
+                self.snd_una = seg.ack;
+                self.retries = 0;
+                self.clear_timer(Timer::Retransmit);
+                self.update_send_window_raw(seg.seq, seg.ack, seg.window as u32);
+                self.set_state(State::Established);
+                if self.passive {
+                    stats.tcp_connections_accepted += 1;
+                    r.established = true;
+                } else {
+                    stats.tcp_connections_opened += 1;
+                }
+                if self.fin_queued {
+                    self.set_state(State::FinWait1);
+                }
+            } else {
+                r.rst = Some((seg.ack, 0, RST));
+                r.drop = Some(DropReason::TcpBadAck);
+                return;
+            }
+        }
+        if !self.process_ack(now, seg, stats, r) {
+            return;
+        }
+        if self.state == State::Closed {
+            return;
+        }
+
+        // Update TS.Recent (RFC 7323 4.3).
+        if self.ts_enabled {
+            if let Some((tsval, _)) = seg.timestamp {
+                if seq_le(seg.seq, self.last_ack_sent)
+                    && seq_lt(self.last_ack_sent, seg.seq.wrapping_add(seg_len.max(1)))
+                {
+                    self.ts_recent = tsval;
+                }
+            }
+        }
+
+        // Sixth/seventh/eighth: URG (in-line, RFC 6093), text, FIN.
+        self.process_text_and_fin(now, seg, stats);
+    }
+
+    /// RFC 5961 challenge ACK. The interface applies the global rate limit
+    /// (RFC 5961 7) through [`Tcb::take_challenge`] before it goes out.
+    fn challenge_ack(&mut self, _stats: &mut Stats) {
+        self.challenge_pending = true;
+    }
+
+    /// Does a challenge ACK wait for the rate limiter? Clears the request.
+    pub fn take_challenge(&mut self) -> bool {
+        core::mem::take(&mut self.challenge_pending)
+    }
+
+    /// Force an ACK out on the next dispatch.
+    pub fn ack_now(&mut self) {
+        self.ack_now = true;
+    }
+
+    /// The ACK processing of RFC 9293 3.10.7.4 "fifth". Returns false if
+    /// the segment must be dropped.
+    fn process_ack(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats, r: &mut Reaction) -> bool {
+        let ack = seg.ack;
+        // RFC 5961 5.2: acceptable ACKs are in [SND.UNA - MAX.SND.WND, SND.NXT].
+        if seq_gt(ack, self.snd_max) {
+            self.ack_now = true;
+            r.drop = Some(DropReason::TcpBadAck);
+            return false;
+        }
+        let lower = self.snd_una.wrapping_sub(self.max_snd_wnd.max(1));
+        if seq_lt(ack, lower) {
+            self.ack_now = true;
+            r.drop = Some(DropReason::TcpBadAck);
+            return false;
+        }
+
+        let old_wnd = self.snd_wnd;
+        if seq_gt(ack, self.snd_una) {
+            // New data acknowledged.
+            let acked = seq_dist(self.snd_una, ack);
+            self.take_rtt_sample(now, seg);
+            let flight_before = seq_dist(self.snd_una, self.snd_max);
+            self.probe_outstanding = false;
+            let data_acked = (acked as usize).min(self.send_buf.len());
+            self.send_buf.consume(data_acked);
+            self.send_buf.release_if_empty(false);
+            self.snd_una = ack;
+            if seq_lt(self.snd_nxt, self.snd_una) {
+                self.snd_nxt = self.snd_una;
+            }
+            self.retries = 0;
+            self.persist_backoff = 0;
+            self.notify = true; // send space freed
+            // Congestion control and NewReno recovery (RFC 6582).
+            match self.recover {
+                Some(recover) if seq_ge(ack, recover) => {
+                    let flight = seq_dist(self.snd_una, self.snd_max);
+                    self.cc.on_recovery_exit(flight, self.mss);
+                    self.recover = None;
+                    self.dup_acks = 0;
+                }
+                Some(_) => {
+                    // Partial ACK: retransmit the next unacknowledged segment.
+                    self.cc.on_partial_ack(acked, self.mss);
+                    self.retransmit_first(stats);
+                    stats.tcp_fast_retransmissions += 1;
+                }
+                None => {
+                    self.dup_acks = 0;
+                    self.cc.on_ack(now, acked, self.mss, flight_before);
+                }
+            }
+            // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
+            if self.snd_una == self.snd_max {
+                self.clear_timer(Timer::Retransmit);
+            } else {
+                self.set_timer(Timer::Retransmit, now + self.rtt.rto());
+            }
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.has(SYN)
+            && !seg.has(FIN)
+            && self.snd_una != self.snd_max
+            && (seg.window as u32) << self.snd_wscale == self.snd_wnd
+        {
+            // A duplicate ACK (RFC 5681 2).
+            stats.tcp_dup_acks_received += 1;
+            self.dup_acks += 1;
+            if self.recover.is_some() {
+                self.cc.on_recovery_dup_ack(self.mss);
+            } else if self.dup_acks == 3 {
+                // Fast retransmit (RFC 5681 3.2), unless this loss predates the
+                // last recovery (RFC 6582 3.2 step 2 — covered by recover = None).
+                let flight = seq_dist(self.snd_una, self.snd_max);
+                self.cc.on_fast_retransmit(now, flight, self.mss);
+                self.recover = Some(self.snd_max);
+                self.retransmit_first(stats);
+                stats.tcp_fast_retransmissions += 1;
+            }
+        }
+
+        // Window update (RFC 9293 3.10.7.4: SND.WL1/SND.WL2 rule).
+        if seq_lt(self.snd_wl1, seg.seq) || (self.snd_wl1 == seg.seq && seq_le(self.snd_wl2, ack)) {
+            self.update_send_window_raw(seg.seq, ack, seg.window as u32);
+            if self.snd_wnd > old_wnd {
+                self.notify = true;
+            }
+        }
+        // Any acceptable ACK shows the peer is alive.
+        self.probes_unanswered = 0;
+        if self.probe_outstanding && self.snd_wnd > 0 {
+            // The window opened but the probe byte was not taken: resend it normally.
+            self.probe_outstanding = false;
+            self.snd_nxt = self.snd_una;
+        }
+        self.update_persist(now);
+
+        // State changes driven by our FIN being acknowledged.
+        let fin_acked = self.our_fin_acked();
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.set_state(State::FinWait2);
+                if self.orphaned {
+                    self.set_timer(Timer::FinWait2, now + self.cfg.fin_wait2_timeout);
+                }
+            }
+            State::Closing if fin_acked => self.enter_time_wait(now),
+            State::LastAck if fin_acked => {
+                self.close_with(None);
+                return false;
+            }
+            State::TimeWait => {
+                // Only a retransmitted FIN can arrive: ACK it, restart 2*MSL.
+                if seg.has(FIN) {
+                    self.ack_now = true;
+                    self.set_timer(Timer::TimeWait, now + 2 * self.cfg.msl);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.set_state(State::TimeWait);
+        self.timers = [None; TIMERS];
+        self.set_timer(Timer::TimeWait, now + 2 * self.cfg.msl);
+    }
+
+    /// Retransmit the first unacknowledged segment (fast retransmit / partial ACK).
+    fn retransmit_first(&mut self, _stats: &mut Stats) {
+        self.retransmit_una = true;
+        self.rtt_probe = None;
+    }
+
+    fn take_rtt_sample(&mut self, now: Instant, seg: &SegmentIn) {
+        if let Some((seq, sent)) = self.rtt_probe {
+            if seq_gt(seg.ack, seq) {
+                self.rtt.sample(now - sent);
+                self.rtt_probe = None;
+            }
+        }
+    }
+
+    fn update_send_window(&mut self, seg: &SegmentIn) {
+        // Windows in SYN segments are never scaled (RFC 7323 2.2).
+        self.snd_wnd = seg.window as u32;
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+    }
+
+    fn update_send_window_raw(&mut self, seq: u32, ack: u32, raw: u32) {
+        self.snd_wnd = raw << self.snd_wscale;
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+    }
+
+    /// Segment text and FIN (RFC 9293 3.10.7.4 seventh and eighth).
+    fn process_text_and_fin(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats) {
+        let accepts_text = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2);
+        let mut seq = seg.seq;
+        let mut payload = seg.payload;
+        let mut fin = seg.has(FIN);
+
+        if !payload.is_empty() && accepts_text && !self.fin_received {
+            // Trim what we already have.
+            if seq_lt(seq, self.rcv_nxt) {
+                let skip = seq_dist(seq, self.rcv_nxt) as usize;
+                if skip >= payload.len() {
+                    payload = &[];
+                } else {
+                    payload = &payload[skip..];
+                }
+                seq = self.rcv_nxt;
+            }
+            // Trim to the receive buffer (what lies beyond the window).
+            let offset = seq_dist(self.rcv_nxt, seq) as usize;
+            let room = self.recv_buf.window().saturating_sub(offset);
+            if payload.len() > room {
+                payload = &payload[..room];
+                fin = false;
+            }
+            if payload.is_empty() {
+                // Entirely duplicate (or no room): ACK at once (RFC 9293 3.10.7.4).
+                self.ack_now = true;
+            } else if offset == 0 {
+                // In order.
+                let n = self.recv_buf.enqueue(payload);
+                let mut advanced = n as u32;
+                self.assembler.shift(n as u32);
+                let extra = self.assembler.take_front();
+                if extra > 0 {
+                    self.recv_buf.commit(extra as usize);
+                    advanced += extra;
+                    self.assembler.shift(0);
+                    // A hole was filled: ACK at once (RFC 5681 4.2).
+                    self.ack_now = true;
+                }
+                self.rcv_nxt = self.rcv_nxt.wrapping_add(advanced);
+                self.bytes_in += advanced as u64;
+                self.notify = true;
+                if !self.assembler.is_empty() {
+                    self.ack_now = true;
+                }
+                self.schedule_ack(now, n);
+            } else {
+                // Out of order: keep it (bounded), ACK at once with SACK (RFC 5681 4.2, RFC 2018).
+                let start = offset as u32;
+                let end = start + payload.len() as u32;
+                if !self.assembler.contains(start, end) {
+                    if self.assembler.add(start, end) {
+                        self.recv_buf.write_at(offset, payload);
+                    } else {
+                        stats.count_drop(DropReason::TcpNoMemory);
+                    }
+                }
+                self.last_ooo = self
+                    .assembler
+                    .range_containing(start, end)
+                    .map(|(s, e)| (self.rcv_nxt.wrapping_add(s), self.rcv_nxt.wrapping_add(e)));
+                self.ack_now = true;
+            }
+        } else if !payload.is_empty() {
+            // Text after our side has seen FIN, or in a state that takes none:
+            // ignore (RFC 9293 3.10.7.4 seventh), but ACK.
+            self.ack_now = true;
+        }
+
+        // FIN handling.
+        if fin {
+            let fin_seq = seg.seq.wrapping_add(seg.payload.len() as u32);
+            if self.fin_received {
+                // Retransmitted FIN: re-ACK.
+                self.ack_now = true;
+            } else if fin_seq == self.rcv_nxt {
+                self.receive_fin(now);
+            } else if seq_gt(fin_seq, self.rcv_nxt) {
+                self.pending_fin = Some(fin_seq);
+            }
+        }
+        if let Some(fs) = self.pending_fin {
+            if fs == self.rcv_nxt && !self.fin_received {
+                self.pending_fin = None;
+                self.receive_fin(now);
+            }
+        }
+    }
+
+    fn receive_fin(&mut self, now: Instant) {
+        if !matches!(
+            self.state,
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            return;
+        }
+        self.fin_received = true;
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+        self.ack_now = true;
+        self.notify = true;
+        match self.state {
+            State::SynReceived | State::Established => self.set_state(State::CloseWait),
+            State::FinWait1 => {
+                if self.our_fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    self.set_state(State::Closing);
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    /// Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2): at least every second
+    /// full-sized segment, and within the delayed-ACK timeout.
+    fn schedule_ack(&mut self, now: Instant, len: usize) {
+        self.unacked_bytes += len;
+        if self.unacked_bytes >= 2 * self.mss as usize {
+            self.ack_now = true;
+        } else if self.timer(Timer::DelayedAck).is_none() {
+            self.set_timer(Timer::DelayedAck, now + self.cfg.delayed_ack);
+        }
+    }
+
+    // -------------------------------------------------------------- windows
+
+    /// Free receive space, the window we could offer now.
+    fn recv_window_raw(&self) -> u32 {
+        (self.recv_buf.window() as u32).min(MAX_WINDOW)
+    }
+
+    /// The receive window in force for the acceptability test: up to the
+    /// right edge we advertised.
+    fn current_rcv_wnd(&self) -> u32 {
+        let adv = if seq_gt(self.rcv_adv, self.rcv_nxt) { seq_dist(self.rcv_nxt, self.rcv_adv) } else { 0 };
+        adv.max(self.recv_window_raw())
+    }
+
+    /// Receiver-side SWS avoidance (RFC 1122 4.2.3.3): offer more window only
+    /// when it grows by min(buffer/2, MSS).
+    fn window_update_due(&self) -> bool {
+        let new_edge = self.rcv_nxt.wrapping_add(self.recv_window_raw());
+        if !seq_gt(new_edge, self.rcv_adv) {
+            return false;
+        }
+        let grow = seq_dist(self.rcv_adv, new_edge);
+        let threshold = ((self.recv_buf.capacity() / 2) as u32).min(self.mss);
+        let cur = if seq_gt(self.rcv_adv, self.rcv_nxt) { seq_dist(self.rcv_nxt, self.rcv_adv) } else { 0 };
+        grow >= threshold && (cur < threshold || grow >= (self.recv_buf.capacity() as u32) / 4)
+    }
+
+    /// The window field for an outgoing segment, never moving the right
+    /// edge left; updates RCV.ADV.
+    fn advertise_window(&mut self, syn: bool) -> u16 {
+        let free = self.recv_window_raw();
+        let mut edge = self.rcv_nxt.wrapping_add(free);
+        // SWS avoidance: keep the old edge unless the increase is worth it.
+        if seq_gt(edge, self.rcv_adv) && !self.window_update_due() && seq_gt(self.rcv_adv, self.rcv_nxt) {
+            edge = self.rcv_adv;
+        }
+        if seq_lt(edge, self.rcv_adv) {
+            edge = self.rcv_adv;
+        }
+        let wnd = seq_dist(self.rcv_nxt, edge);
+        if syn {
+            let w = wnd.min(65535);
+            self.rcv_adv = self.rcv_nxt.wrapping_add(w);
+            return w as u16;
+        }
+        let shift = self.rcv_wscale;
+        // Round up so the edge never retreats by the scaling granularity.
+        let field = wnd.div_ceil(1 << shift).min(65535);
+        let advertised_edge = self.rcv_nxt.wrapping_add(field << shift);
+        if seq_gt(advertised_edge, self.rcv_adv) {
+            self.rcv_adv = advertised_edge;
+        }
+        field as u16
+    }
+
+    fn sack_blocks(&self) -> [Option<(u32, u32)>; 3] {
+        let mut out = [None; 3];
+        if !self.sack_enabled || self.assembler.is_empty() {
+            return out;
+        }
+        let mut n = 0;
+        if let Some(first) = self.last_ooo {
+            if seq_gt(first.0, self.rcv_nxt) {
+                out[0] = Some(first);
+                n = 1;
+            }
+        }
+        let max = if self.ts_enabled { 3 } else { 3 };
+        for &(s, e) in self.assembler.ranges().iter().rev() {
+            if n >= max {
+                break;
+            }
+            let blk = (self.rcv_nxt.wrapping_add(s), self.rcv_nxt.wrapping_add(e));
+            if out[0] == Some(blk) {
+                continue;
+            }
+            out[n] = Some(blk);
+            n += 1;
+        }
+        out
+    }
+
+    fn timestamp_option(&self, now: Instant) -> Option<(u32, u32)> {
+        if self.ts_enabled {
+            Some(((now.total_millis() as u32).wrapping_add(self.ts_offset), self.ts_recent))
+        } else {
+            None
+        }
+    }
+
+    // -------------------------------------------------------------- output
+
+    /// Build the next segment to send, if any (RFC 9293 3.10 output side,
+    /// RFC 1122 4.2.3.4 Nagle and sender SWS avoidance, RFC 5681 windows).
+    pub fn dispatch(&mut self, now: Instant, stats: &mut Stats) -> Option<SegmentOut> {
+        if self.rst_pending {
+            self.rst_pending = false;
+            stats.tcp_rsts_sent += 1;
+            return Some(SegmentOut { flags: RST | ACK, seq: self.snd_nxt, ack: self.rcv_nxt, ..Default::default() });
+        }
+        match self.state {
+            State::Closed | State::Listen => None,
+            State::SynSent => {
+                if self.snd_nxt != self.iss {
+                    return None;
+                }
+                let retrans = seq_gt(self.snd_max, self.iss);
+                let mut seg = SegmentOut { flags: SYN, seq: self.iss, ..Default::default() };
+                seg.window = self.advertise_window(true);
+                self.add_syn_options(&mut seg, now, true);
+                self.after_send(now, &mut seg, 1, retrans, stats);
+                Some(seg)
+            }
+            State::SynReceived if self.snd_nxt == self.iss => {
+                let retrans = seq_gt(self.snd_max, self.iss);
+                let mut seg = SegmentOut { flags: SYN | ACK, seq: self.iss, ack: self.rcv_nxt, ..Default::default() };
+                seg.window = self.advertise_window(true);
+                self.add_syn_options(&mut seg, now, false);
+                self.after_send(now, &mut seg, 1, retrans, stats);
+                Some(seg)
+            }
+            State::SynReceived | State::FinWait2 | State::TimeWait => self.dispatch_ack_only(now, stats),
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck => {
+                if let Some(seg) = self.dispatch_data(now, stats) {
+                    return Some(seg);
+                }
+                self.dispatch_ack_only(now, stats)
+            }
+        }
+    }
+
+    fn add_syn_options(&self, seg: &mut SegmentOut, now: Instant, active: bool) {
+        seg.mss = Some((self.cfg.mss as u32).min(self.mss_link()) as u16);
+        if active {
+            if self.cfg.window_scaling {
+                seg.window_scale = Some(self.rcv_wscale);
+            }
+            seg.sack_permitted = self.cfg.sack;
+        } else {
+            // Answer only with options the peer offered (RFC 7323 1.3, RFC 2018).
+            if self.cfg.window_scaling && self.snd_wscale_offered() {
+                seg.window_scale = Some(self.rcv_wscale);
+            }
+            seg.sack_permitted = self.sack_enabled;
+        }
+        if (active && self.cfg.timestamps) || self.ts_enabled {
+            seg.timestamp = Some(((now.total_millis() as u32).wrapping_add(self.ts_offset), self.ts_recent));
+        }
+    }
+
+    fn snd_wscale_offered(&self) -> bool {
+        self.wscale_negotiated
+    }
+
+    fn mss_link(&self) -> u32 {
+        self.link_mss
+    }
+
+    fn dispatch_ack_only(&mut self, now: Instant, stats: &mut Stats) -> Option<SegmentOut> {
+        let window_update = self.state.is_synchronized() && self.window_update_due();
+        if !(self.ack_now || window_update || self.keepalive_now || self.zwp_now) {
+            return None;
+        }
+        let mut seq = self.snd_nxt;
+        if (self.keepalive_now || self.zwp_now) && self.state.is_synchronized() {
+            // A keepalive (or a zero-window probe with no data to offer):
+            // SEG.SEQ = SND.UNA - 1 elicits an ACK (RFC 1122 4.2.3.6).
+            seq = self.snd_una.wrapping_sub(1);
+        }
+        self.keepalive_now = false;
+        self.zwp_now = false;
+        let mut seg = SegmentOut { flags: ACK, seq, ack: self.rcv_nxt, ..Default::default() };
+        self.after_send(now, &mut seg, 0, false, stats);
+        Some(seg)
+    }
+
+    fn dispatch_data(&mut self, now: Instant, stats: &mut Stats) -> Option<SegmentOut> {
+        let mss = self.mss as usize;
+        // Fast retransmit / partial-ACK retransmission of the first segment.
+        if self.retransmit_una {
+            self.retransmit_una = false;
+            let len = self.send_buf.len().min(mss);
+            let fin = self.fin_queued && len == self.send_buf.len() && seq_gt(self.snd_max, self.fin_seq());
+            if len > 0 || fin {
+                let mut seg = SegmentOut {
+                    flags: ACK | if fin { FIN } else { 0 },
+                    seq: self.snd_una,
+                    ack: self.rcv_nxt,
+                    payload_offset: 0,
+                    payload_len: len,
+                    ..Default::default()
+                };
+                let seq_len = len as u32 + fin as u32;
+                // Do not move SND.NXT backwards for this one segment.
+                let saved_nxt = self.snd_nxt;
+                self.snd_nxt = self.snd_una;
+                self.after_send(now, &mut seg, seq_len, true, stats);
+                if seq_gt(saved_nxt, self.snd_nxt) {
+                    self.snd_nxt = saved_nxt;
+                }
+                return Some(seg);
+            }
+        }
+
+        let unsent = self.unsent_offset();
+        let avail = self.send_buf.len().saturating_sub(unsent);
+        let in_flight = seq_dist(self.snd_una, self.snd_nxt) as usize;
+        let wnd = (self.snd_wnd as usize).min(self.cc.cwnd() as usize);
+        let usable = wnd.saturating_sub(in_flight);
+        let mut len = avail.min(mss).min(usable);
+        let fin_pending = self.fin_queued && !self.fin_sent();
+        let mut probe = false;
+
+        if self.zwp_now && avail > 0 && len == 0 {
+            // Zero-window probe: one byte of new data beyond the window (RFC 9293 3.8.6.1).
+            len = 1;
+            probe = true;
+            self.zwp_now = false;
+        }
+
+        let all_data = unsent + len == self.send_buf.len();
+        let fin = fin_pending && all_data;
+        let retransmission = seq_lt(self.snd_nxt, self.snd_max);
+        let send = if probe || retransmission && len > 0 {
+            true
+        } else if len == 0 {
+            fin && (usable > 0 || self.snd_wnd == 0 || avail == 0)
+        } else if len == mss {
+            true
+        } else if fin {
+            true
+        } else if all_data && (in_flight == 0 || !self.nagle) {
+            // Nagle (RFC 896): a short segment only when nothing is in flight.
+            true
+        } else {
+            // Sender SWS avoidance (RFC 1122 4.2.3.4): at least half the
+            // largest window the peer ever offered.
+            self.max_snd_wnd > 0 && len >= (self.max_snd_wnd as usize) / 2 && (in_flight == 0 || !self.nagle)
+        };
+
+        if !send {
+            // Data waiting behind a zero window: the persist timer takes over.
+            if avail > 0 && self.snd_wnd == 0 {
+                self.update_persist(now);
+            }
+            return None;
+        }
+        let mut seg = SegmentOut {
+            flags: ACK | if fin { FIN } else { 0 } | if len > 0 && all_data { PSH } else { 0 },
+            seq: self.snd_nxt,
+            ack: self.rcv_nxt,
+            payload_offset: unsent,
+            payload_len: len,
+            ..Default::default()
+        };
+        let seq_len = len as u32 + fin as u32;
+        if probe {
+            // The probe byte is watched by the persist timer, not the
+            // retransmission timer: a peer that keeps its window closed but
+            // ACKs is not a lost peer.
+            self.probe_outstanding = true;
+            let rtx = self.timer(Timer::Retransmit);
+            self.after_send(now, &mut seg, seq_len, retransmission, stats);
+            self.timers[Timer::Retransmit as usize] = rtx;
+            return Some(seg);
+        }
+        self.after_send(now, &mut seg, seq_len, retransmission, stats);
+        Some(seg)
+    }
+
+    /// Common bookkeeping for every segment sent.
+    fn after_send(&mut self, now: Instant, seg: &mut SegmentOut, seq_len: u32, retransmission: bool, stats: &mut Stats) {
+        if seg.flags & ACK != 0 {
+            if seg.flags & SYN == 0 {
+                seg.window = self.advertise_window(false);
+            }
+            seg.ack = self.rcv_nxt;
+            self.last_ack_sent = self.rcv_nxt;
+            self.ack_now = false;
+            self.unacked_bytes = 0;
+            self.clear_timer(Timer::DelayedAck);
+        }
+        if seg.flags & SYN == 0 {
+            seg.timestamp = self.timestamp_option(now);
+            seg.sack_ranges = self.sack_blocks();
+        }
+        seg.retransmission = retransmission;
+        if seq_len > 0 {
+            if retransmission {
+                stats.tcp_retransmissions += 1;
+                self.retransmissions += 1;
+                self.rtt_probe = None; // Karn's algorithm
+            } else if self.rtt_probe.is_none() {
+                self.rtt_probe = Some((self.snd_nxt, now));
+            }
+            self.snd_nxt = self.snd_nxt.wrapping_add(seq_len);
+            if seq_gt(self.snd_nxt, self.snd_max) {
+                self.bytes_out += seq_dist(self.snd_max, self.snd_nxt) as u64;
+                self.snd_max = self.snd_nxt;
+            }
+            if seg.flags & FIN != 0 {
+                self.fin_acked_seq = Some(seg.seq.wrapping_add(seq_len));
+            }
+            if self.timer(Timer::Retransmit).is_none() {
+                self.set_timer(Timer::Retransmit, now + self.rtt.rto());
+            }
+            self.clear_timer(Timer::Persist);
+        }
+        stats.tcp_segments_out += 1;
+    }
+}
+
+/// `lo <= x < lo + wnd` in sequence space.
+fn in_window(x: u32, lo: u32, wnd: u32) -> bool {
+    seq_le(lo, x) && seq_lt(x, lo.wrapping_add(wnd))
+}
