@@ -1,3 +1,128 @@
-fn main() {
-    println!("ustack: in progress");
+//! `ustack`: the command line.
+//!
+//! `ustack serve --tun tun0 --addr 10.0.0.2` runs the stack on a TUN device
+//! (see netns-setup.sh to create one in a network namespace).
+
+use clap::{Parser, Subcommand};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use ustack::phy::fault::ImpairSpec;
+use ustack::runtime::{self, Options, RuntimeError};
+use ustack::tcp::CongestionAlgorithm;
+use ustack::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ustack",
+    version,
+    about = "A userspace TCP/IPv4 stack on a Linux TUN device"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the stack and its services on a TUN device.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// TUN device to attach to (created if it does not exist).
+    #[arg(long, default_value = "tun0")]
+    tun: String,
+    /// The stack's IPv4 address (the kernel side of the TUN has another one in the same subnet).
+    #[arg(long, default_value = "10.0.0.2")]
+    addr: Ipv4Addr,
+    /// Write every packet crossing the TUN device to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Seed of all randomness (ISNs, fault injection); default: from the clock, printed at start.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// TCP echo port (0 = off).
+    #[arg(long, default_value_t = 7)]
+    echo_port: u16,
+    /// HTTP port (0 = off).
+    #[arg(long, default_value_t = 80)]
+    http_port: u16,
+    /// Directory of static files for the HTTP server.
+    #[arg(long, value_name = "DIR")]
+    www: Option<PathBuf>,
+    /// Impair the link, e.g. "loss=2%,delay=20ms,jitter=5ms,out:rate=50mbit" (prefix in:/out: for one direction).
+    #[arg(long, value_name = "SPEC", value_parser = parse_impair)]
+    impair: Option<ImpairSpec>,
+    /// MTU (default: the TUN device's).
+    #[arg(long)]
+    mtu: Option<usize>,
+    /// Maximum simultaneous TCP connections.
+    #[arg(long, default_value_t = 200_000)]
+    max_connections: usize,
+    /// Congestion control algorithm.
+    #[arg(long, default_value = "newreno", value_parser = parse_cc)]
+    cc: CongestionAlgorithm,
+    /// Seconds to let connections close gracefully on SIGINT/SIGTERM before aborting them.
+    #[arg(long, default_value_t = 2.0)]
+    grace: f64,
+}
+
+fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
+    s.parse::<ImpairSpec>().map_err(|e| e.to_string())
+}
+
+fn parse_cc(s: &str) -> Result<CongestionAlgorithm, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "newreno" | "reno" => Ok(CongestionAlgorithm::NewReno),
+        _ => Err(format!(
+            "unknown congestion control {s:?} (available: newreno)"
+        )),
+    }
+}
+
+/// A seed from the clock and the pid, for runs without `--seed`.
+fn default_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut x = t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
+    // Keep it short enough to type: 0..10^9.
+    ustack::rand::splitmix64(&mut x) % 1_000_000_000
+}
+
+fn serve(a: ServeArgs) -> Result<(), RuntimeError> {
+    let seed = a.seed.unwrap_or_else(default_seed);
+    let mut opts = Options::new(&a.tun, a.addr, seed);
+    opts.pcap = a.pcap;
+    opts.impair = a.impair.unwrap_or_default();
+    opts.mtu = a.mtu;
+    opts.max_connections = a.max_connections;
+    opts.cc = a.cc;
+    opts.app.echo_port = a.echo_port;
+    opts.app.http_port = a.http_port;
+    opts.app.www = a.www;
+    opts.grace = Duration::from_secs_f64(if a.grace.is_finite() {
+        a.grace.clamp(0.0, 3600.0)
+    } else {
+        2.0
+    });
+    runtime::run(opts)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("ustack=info"))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => serve(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ustack: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,378 @@
-//! (in progress)
+//! The Linux TUN device: raw IPv4 packets to and from the kernel.
+//!
+//! A TUN device is a network interface whose "wire" is a file descriptor.
+//! Every IP packet the kernel routes to the interface can be `read()` from
+//! the fd, and every packet `write()`n to the fd is handed to the kernel's IP
+//! layer as if it had arrived on the interface. With `IFF_NO_PI` there is no
+//! extra header: one `read()` is exactly one IPv4 packet.
+//!
+//! ## Why raw `ioctl`s instead of a crate
+//! Opening a TUN device is three system calls (`open`, `ioctl(TUNSETIFF)`,
+//! `fcntl(O_NONBLOCK)`) plus two `ioctl`s on a helper socket for the link
+//! flags and the MTU. Writing them out keeps the dependency list short and
+//! shows students exactly what a TUN device is. It also leaves the door open
+//! for `IFF_VNET_HDR` + `TUNSETOFFLOAD` (TCP segmentation offload: the kernel
+//! hands us and accepts 64 KB "super-packets" behind a `virtio_net_hdr`),
+//! which most TUN crates do not expose. See [`Offload`] and
+//! docs/architecture.md.
+//!
+//! This is the only module of the crate that uses `unsafe`: each block calls
+//! one libc function with pointers to local, correctly sized buffers.
+
+#![allow(unsafe_code)]
+
+use super::{Device, DeviceCaps};
+use crate::time::Instant;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `IFNAMSIZ` from `<net/if.h>`: interface names are at most 15 bytes + NUL.
+pub const IFNAMSIZ: usize = 16;
+
+// From <linux/if_tun.h>. `libc` has IFF_TUN/IFF_NO_PI on Linux, but spelling
+// them out documents what we ask for.
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+/// `_IOW('T', 202, int)`
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+/// Why a TUN device could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum TunError {
+    #[error("opening /dev/net/tun needs root or CAP_NET_ADMIN (try: sudo, or run inside the namespace made by netns-setup.sh)")]
+    PermissionDenied,
+    #[error("/dev/net/tun does not exist (is the `tun` kernel module loaded? try: modprobe tun)")]
+    NoTunDevice,
+    #[error("invalid TUN device name {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("TUN device {name:?}: {op}: {source}")]
+    Io {
+        name: String,
+        op: &'static str,
+        source: io::Error,
+    },
+}
+
+/// Offload settings for a later switch to `IFF_VNET_HDR` + `TUNSETOFFLOAD`.
+///
+/// Not implemented yet: with TSO the kernel would pass us TCP segments up to
+/// 64 KB behind a 10-byte `virtio_net_hdr`, and accept the same from us,
+/// segmenting on its side. [`TunDevice::open_with`] rejects `tso: true` today.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// Ask for TCPv4 segmentation offload.
+    pub tso: bool,
+}
+
+/// An open TUN device (non-blocking).
+#[derive(Debug)]
+pub struct TunDevice {
+    fd: OwnedFd,
+    name: String,
+    mtu: usize,
+}
+
+/// `struct ifreq` as far as we use it: the name and a union whose first
+/// members are `short ifr_flags` and `int ifr_mtu`. The union is 24 bytes
+/// on 64-bit Linux (it contains a `struct ifmap`), 40 bytes in total.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; IFNAMSIZ],
+    data: [u8; 24],
+}
+
+impl IfReq {
+    fn new(name: &str) -> IfReq {
+        let mut r = IfReq {
+            name: [0; IFNAMSIZ],
+            data: [0; 24],
+        };
+        for (dst, src) in r.name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        r
+    }
+    fn set_short(&mut self, v: libc::c_short) {
+        self.data[..2].copy_from_slice(&v.to_ne_bytes());
+    }
+    fn get_short(&self) -> libc::c_short {
+        libc::c_short::from_ne_bytes([self.data[0], self.data[1]])
+    }
+    fn get_int(&self) -> libc::c_int {
+        libc::c_int::from_ne_bytes([self.data[0], self.data[1], self.data[2], self.data[3]])
+    }
+}
+
+/// Check a Linux interface name: 1..=15 bytes, no '/', no whitespace, not "." or "..".
+pub fn validate_name(name: &str) -> Result<(), TunError> {
+    let bad = |why| {
+        Err(TunError::BadName {
+            name: name.to_string(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() >= IFNAMSIZ {
+        return bad("longer than 15 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("reserved name");
+    }
+    if name.bytes().any(|b| {
+        b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0 || !b.is_ascii_graphic()
+    }) {
+        return bad("contains '/', ':', whitespace or non-printable characters");
+    }
+    Ok(())
+}
+
+impl TunDevice {
+    /// Open (or create) the TUN device `name` with `IFF_TUN | IFF_NO_PI`.
+    ///
+    /// With a persistent device (`ip tuntap add mode tun NAME`, as
+    /// netns-setup.sh makes) this attaches to it; otherwise the kernel
+    /// creates a device that disappears when the fd is closed. The link is
+    /// brought up if it is down.
+    pub fn open(name: &str) -> Result<TunDevice, TunError> {
+        TunDevice::open_with(name, Offload::default())
+    }
+
+    /// Like [`open`](Self::open) with offload settings (only `Offload::default()` works today).
+    pub fn open_with(name: &str, offload: Offload) -> Result<TunDevice, TunError> {
+        validate_name(name)?;
+        if offload.tso {
+            return Err(TunError::Io {
+                name: name.to_string(),
+                op: "TSO (IFF_VNET_HDR)",
+                source: io::Error::new(io::ErrorKind::Unsupported, "not implemented yet"),
+            });
+        }
+        let io_err = |op: &'static str, source: io::Error| TunError::Io {
+            name: name.to_string(),
+            op,
+            source,
+        };
+
+        let path = CString::new("/dev/net/tun").map_err(|e| io_err("path", io::Error::other(e)))?;
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+        let raw = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => TunError::PermissionDenied,
+                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                    TunError::NoTunDevice
+                }
+                _ => io_err("open /dev/net/tun", e),
+            });
+        }
+        // SAFETY: `raw` is a freshly opened fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        let mut req = IfReq::new(name);
+        req.set_short(IFF_TUN | IFF_NO_PI);
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is a
+        // 40-byte repr(C) struct with the same layout, alive for the call.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => TunError::PermissionDenied,
+                Some(libc::EINVAL) => TunError::BadName {
+                    name: name.to_string(),
+                    why: "the kernel refused it (is there a non-TUN interface, e.g. a TAP device, with this name?)",
+                },
+                Some(libc::EBUSY) => io_err("TUNSETIFF (device busy: is another ustack attached to it?)", e),
+                _ => io_err("TUNSETIFF", e),
+            });
+        }
+
+        let mut dev = TunDevice {
+            fd,
+            name: name.to_string(),
+            mtu: 1500,
+        };
+        dev.bring_up()
+            .map_err(|e| io_err("bring link up (SIOCSIFFLAGS)", e))?;
+        dev.mtu = dev
+            .read_mtu()
+            .map_err(|e| io_err("read MTU (SIOCGIFMTU)", e))?;
+        Ok(dev)
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The interface MTU as configured in the kernel.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// A throw-away datagram socket, needed for the `SIOC*IF*` ioctls.
+    fn ctl_socket() -> io::Result<OwnedFd> {
+        // SAFETY: plain socket(2) call with constant arguments.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    fn bring_up(&mut self) -> io::Result<()> {
+        let sock = Self::ctl_socket()?;
+        let mut req = IfReq::new(&self.name);
+        // SAFETY: SIOCGIFFLAGS fills `ifr_flags` of a `struct ifreq`; `req` has that layout.
+        if unsafe {
+            libc::ioctl(
+                sock.as_raw_fd(),
+                libc::SIOCGIFFLAGS as _,
+                &mut req as *mut IfReq,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = req.get_short();
+        if flags & libc::IFF_UP as libc::c_short != 0 {
+            return Ok(());
+        }
+        req.set_short(flags | libc::IFF_UP as libc::c_short);
+        // SAFETY: SIOCSIFFLAGS reads `ifr_name` and `ifr_flags` from `req`.
+        if unsafe {
+            libc::ioctl(
+                sock.as_raw_fd(),
+                libc::SIOCSIFFLAGS as _,
+                &mut req as *mut IfReq,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn read_mtu(&self) -> io::Result<usize> {
+        let sock = Self::ctl_socket()?;
+        let mut req = IfReq::new(&self.name);
+        // SAFETY: SIOCGIFMTU fills `ifr_mtu` (an int at the start of the union).
+        if unsafe {
+            libc::ioctl(
+                sock.as_raw_fd(),
+                libc::SIOCGIFMTU as _,
+                &mut req as *mut IfReq,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mtu = req.get_int();
+        Ok(if mtu >= 68 { mtu as usize } else { 1500 })
+    }
+}
+
+impl AsRawFd for TunDevice {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Device for TunDevice {
+    fn caps(&self) -> DeviceCaps {
+        DeviceCaps {
+            mtu: self.mtu,
+            max_tso_size: None,
+        }
+    }
+
+    fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+    }
+
+    fn send(&mut self, _now: Instant, packet: &[u8]) -> io::Result<()> {
+        loop {
+            // SAFETY: `packet` is a valid readable buffer of `packet.len()` bytes.
+            let n =
+                unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                // The kernel's TUN queue is full: drop the packet, as a
+                // real link would; TCP retransmits.
+                io::ErrorKind::WouldBlock => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("tun0").is_ok());
+        assert!(validate_name("ust-1234-56").is_ok());
+        assert!(matches!(validate_name(""), Err(TunError::BadName { .. })));
+        assert!(matches!(
+            validate_name("0123456789abcdef"),
+            Err(TunError::BadName { .. })
+        ));
+        assert!(validate_name("0123456789abcde").is_ok());
+        assert!(matches!(
+            validate_name("a/b"),
+            Err(TunError::BadName { .. })
+        ));
+        assert!(matches!(
+            validate_name("a b"),
+            Err(TunError::BadName { .. })
+        ));
+        assert!(matches!(validate_name(".."), Err(TunError::BadName { .. })));
+    }
+
+    #[test]
+    fn ifreq_layout() {
+        assert_eq!(core::mem::size_of::<IfReq>(), 40);
+        let mut r = IfReq::new("tun0");
+        r.set_short(IFF_TUN | IFF_NO_PI);
+        assert_eq!(r.get_short(), 0x1001);
+        assert_eq!(
+            r.name[..5],
+            [b't' as libc::c_char, b'u' as _, b'n' as _, b'0' as _, 0]
+        );
+    }
+
+    #[test]
+    fn permission_message() {
+        assert_eq!(
+            TunError::PermissionDenied.to_string().split(" (").next(),
+            Some("opening /dev/net/tun needs root or CAP_NET_ADMIN")
+        );
+    }
+}
