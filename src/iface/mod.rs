@@ -13,6 +13,7 @@
 //!
 //! Then sleep until `poll_at()` or until the device has input.
 
+pub mod fragment;
 pub mod stats;
 
 use crate::tcp::{Event, ListenerHandle, Readiness, SocketHandle, State, TcpConfig, TcpError};
