@@ -161,7 +161,7 @@ impl Reassembler {
             self.discard(&key);
             return Err(FragError::TooLarge);
         }
-        if payload.is_empty() || (more_frags && payload.len() % 8 != 0) {
+        if payload.is_empty() || (more_frags && !payload.len().is_multiple_of(8)) {
             return Err(FragError::Invalid);
         }
 

@@ -496,7 +496,7 @@ mod tests {
 
     #[test]
     fn options_and_fragment_fields() {
-        let mut b = vec![0u8; 32];
+        let mut b = [0u8; 32];
         let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
         p.set_version(4);
         p.set_header_len(24);

@@ -400,7 +400,7 @@ impl<'a> TcpOption<'a> {
             }
             kind::WS if len == 3 => TcpOption::WindowScale(data[0]),
             kind::SACK_PERM if len == 2 => TcpOption::SackPermitted,
-            kind::SACK if data.len() % 8 == 0 && (1..=4).contains(&(data.len() / 8)) => {
+            kind::SACK if data.len().is_multiple_of(8) && (1..=4).contains(&(data.len() / 8)) => {
                 let mut ranges = [None; 4];
                 for (slot, block) in ranges.iter_mut().zip(data.chunks_exact(8)) {
                     *slot = Some((be32(&block[0..4]), be32(&block[4..8])));
@@ -947,7 +947,7 @@ mod tests {
     fn options_result(opts: &[u8]) -> Result<(), WireError> {
         let mut seg = vec![0u8; 20];
         seg.extend_from_slice(opts);
-        while seg.len() % 4 != 0 {
+        while !seg.len().is_multiple_of(4) {
             seg.push(0);
         }
         let hl = seg.len();
@@ -1063,6 +1063,67 @@ mod tests {
         assert_eq!(&buf[20..n], &emit(&tcp)[..]);
     }
 
+    #[test]
+    fn interop_with_smoltcp() {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire as sm;
+        let caps = ChecksumCapabilities::default();
+        let (sa, da) = (sm::IpAddress::Ipv4(SRC), sm::IpAddress::Ipv4(DST));
+
+        // Ours -> smoltcp: our SYN parses the same in smoltcp.
+        let bytes = emit(&syn_repr());
+        let theirs = sm::TcpRepr::parse(
+            &sm::TcpPacket::new_checked(&bytes[..]).unwrap(),
+            &sa,
+            &da,
+            &caps,
+        )
+        .unwrap();
+        assert_eq!(theirs.control, sm::TcpControl::Syn);
+        assert_eq!(theirs.seq_number, sm::TcpSeqNumber(0x01020304));
+        assert_eq!(theirs.max_seg_size, Some(1460));
+        assert_eq!(theirs.window_scale, Some(7));
+        assert!(theirs.sack_permitted);
+        assert_eq!(
+            theirs.timestamp,
+            Some(sm::TcpTimestampRepr::new(0x11223344, 0))
+        );
+
+        // smoltcp -> ours: a data segment with a SACK block and timestamps.
+        let theirs = sm::TcpRepr {
+            src_port: 80,
+            dst_port: 43210,
+            control: sm::TcpControl::Psh,
+            seq_number: sm::TcpSeqNumber(5),
+            ack_number: Some(sm::TcpSeqNumber(9)),
+            window_len: 1000,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [Some((100, 200)), None, None],
+            timestamp: Some(sm::TcpTimestampRepr::new(3, 4)),
+            payload: b"hello",
+        };
+        let mut buf = vec![0u8; theirs.buffer_len()];
+        theirs.emit(
+            &mut sm::TcpPacket::new_unchecked(&mut buf[..]),
+            &sa,
+            &da,
+            &caps,
+        );
+        let ours =
+            TcpRepr::parse(&TcpPacket::new_checked(&buf[..]).unwrap(), SRC, DST, true).unwrap();
+        assert_eq!(ours.flags, TcpFlags::PSH | TcpFlags::ACK);
+        assert_eq!(
+            (ours.seq_number, ours.ack_number),
+            (SeqNumber(5), SeqNumber(9))
+        );
+        assert_eq!(ours.window_len, 1000);
+        assert_eq!(ours.sack_ranges, [Some((100, 200)), None, None]);
+        assert_eq!(ours.timestamp, Some((3, 4)));
+        assert_eq!(ours.payload, b"hello");
+    }
+
     use proptest::prelude::*;
 
     proptest! {
@@ -1108,7 +1169,7 @@ mod tests {
                 payload: &payload,
             };
             let bytes = emit(&repr);
-            prop_assert!(repr.header_len() <= 60 && repr.header_len() % 4 == 0);
+            prop_assert!(repr.header_len() <= 60 && repr.header_len().is_multiple_of(4));
             prop_assert_eq!(bytes.len(), repr.buffer_len());
             let back = TcpRepr::parse(&TcpPacket::new_checked(&bytes[..]).unwrap(), SRC, DST, true).unwrap();
             let mut expected = repr;
