@@ -81,6 +81,14 @@ mod tests {
     }
 
     #[test]
+    fn matches_the_python_in_docs() {
+        // docs/http.md's Python gives bytes_body(100000, 1000, 4) == 2192ceaf.
+        let mut got = [0u8; 4];
+        bytes_body(100_000, 1000, &mut got);
+        assert_eq!(got, [0x21, 0x92, 0xce, 0xaf]);
+    }
+
+    #[test]
     fn any_offset_is_consistent() {
         let n = 10_000_000_000u64;
         let mut whole = vec![0u8; 100];

@@ -148,12 +148,6 @@ pub struct ServerConfig {
     pub site: Site,
 }
 
-impl Default for Site {
-    fn default() -> Self {
-        Site::Embedded
-    }
-}
-
 /// What the glue provides to the HTTP code.
 pub trait Context {
     /// The JSON document served at `/api/stats`.

@@ -8,9 +8,10 @@ use super::date::parse_http_date;
 use super::request::{Method, Request};
 
 /// Where static files come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Site {
     /// The files under `www/` compiled into the binary ([`EMBEDDED`]).
+    #[default]
     Embedded,
     /// A directory on disk (`--www DIR`).
     Dir(PathBuf),
