@@ -469,11 +469,16 @@ impl Tcb {
     /// Close the sending side (RFC 9293 3.10.4 CLOSE while data may still arrive).
     pub fn shutdown(&mut self) -> Result<(), TcpError> {
         match self.state {
-            State::SynSent => {
-                self.close_with(None);
+            State::SynSent | State::SynReceived => {
+                // RFC 9293 3.10.4 (SYN-RECEIVED): "queue for processing after
+                // entering ESTABLISHED state". Half-closing before the
+                // handshake ends must neither lose queued data nor the
+                // chance to read the peer's reply: the FIN follows once
+                // the connection is established.
+                self.fin_queued = true;
                 Ok(())
             }
-            State::SynReceived | State::Established => {
+            State::Established => {
                 self.fin_queued = true;
                 self.set_state(State::FinWait1);
                 Ok(())
@@ -514,6 +519,11 @@ impl Tcb {
         }
         if !self.recv_buf.is_empty() {
             self.abort();
+            return;
+        }
+        if self.state == State::SynSent && self.send_buf.is_empty() {
+            // RFC 9293 3.10.4 CLOSE in SYN-SENT: delete the TCB.
+            self.close_with(None);
             return;
         }
         let _ = self.shutdown();
@@ -838,6 +848,10 @@ impl Tcb {
             self.set_state(State::Established);
             stats.tcp_connections_opened += 1;
             self.ack_now = true;
+            if self.fin_queued {
+                // The application closed its side during the handshake.
+                self.set_state(State::FinWait1);
+            }
             // Data or FIN on the SYN-ACK is processed as in ESTABLISHED.
             if !seg.payload.is_empty() || seg.has(FIN) {
                 let mut rest = *seg;
@@ -1199,7 +1213,9 @@ impl Tcb {
                 if extra > 0 {
                     self.recv_buf.commit(extra as usize);
                     advanced += extra;
-                    self.assembler.shift(0);
+                    // The remaining ranges are relative to the old RCV.NXT:
+                    // move them down by what was just committed.
+                    self.assembler.shift(extra);
                     // A hole was filled: ACK at once (RFC 5681 4.2).
                     self.ack_now = true;
                 }
