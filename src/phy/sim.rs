@@ -252,6 +252,8 @@ pub struct World<A: Endpoint, B: Endpoint> {
     buf: Vec<u8>,
     /// Settle rounds run so far (a runaway guard for tests).
     pub rounds: u64,
+    /// Print every packet sent and delivered (tcpdump-style) to stderr.
+    pub trace: bool,
 }
 
 impl<A: Endpoint, B: Endpoint> World<A, B> {
@@ -265,6 +267,7 @@ impl<A: Endpoint, B: Endpoint> World<A, B> {
             app_wake: None,
             buf: vec![0; 65536],
             rounds: 0,
+            trace: std::env::var_os("USTACK_SIM_TRACE").is_some(),
         }
     }
 
@@ -276,20 +279,32 @@ impl<A: Endpoint, B: Endpoint> World<A, B> {
         loop {
             let mut moved = false;
             while let Some(p) = self.ab.recv(now) {
+                if self.trace {
+                    eprintln!("{now:?} a>b deliver {}", crate::wire::PrettyPacket(&p));
+                }
                 self.b.handle_packet(now, &p);
                 moved = true;
             }
             while let Some(p) = self.ba.recv(now) {
+                if self.trace {
+                    eprintln!("{now:?} b>a deliver {}", crate::wire::PrettyPacket(&p));
+                }
                 self.a.handle_packet(now, &p);
                 moved = true;
             }
             self.a.handle_timeout(now);
             self.b.handle_timeout(now);
             while let Some(n) = self.a.poll_transmit(now, &mut self.buf) {
+                if self.trace {
+                    eprintln!("{now:?} a send    {}", crate::wire::PrettyPacket(&self.buf[..n]));
+                }
                 self.ab.send(now, &self.buf[..n]);
                 moved = true;
             }
             while let Some(n) = self.b.poll_transmit(now, &mut self.buf) {
+                if self.trace {
+                    eprintln!("{now:?} b send    {}", crate::wire::PrettyPacket(&self.buf[..n]));
+                }
                 self.ba.send(now, &self.buf[..n]);
                 moved = true;
             }

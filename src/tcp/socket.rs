@@ -1403,7 +1403,8 @@ impl Tcb {
         if self.rst_pending {
             self.rst_pending = false;
             stats.tcp_rsts_sent += 1;
-            return Some(SegmentOut { flags: RST | ACK, seq: self.snd_nxt, ack: self.rcv_nxt, ..Default::default() });
+            let seq = self.ack_seq();
+            return Some(SegmentOut { flags: RST | ACK, seq, ack: self.rcv_nxt, ..Default::default() });
         }
         match self.state {
             State::Closed | State::Listen => None,
@@ -1463,12 +1464,33 @@ impl Tcb {
         self.link_mss
     }
 
+    /// The sequence number of a segment without data (pure ACK, RST).
+    ///
+    /// It must be acceptable to the peer (RFC 9293 3.10.7.4 first check:
+    /// RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND), otherwise the peer drops it
+    /// unread, ACK field and all. SND.NXT is wrong after a go-back-N
+    /// retransmission rewound it below data the peer already has; the
+    /// highest sequence number sent (SND.MAX) is right, unless it lies past
+    /// the peer's window (a zero-window probe byte), in which case the right
+    /// window edge is (Linux `tcp_acceptable_seq` does the same).
+    fn ack_seq(&self) -> u32 {
+        if self.snd_una == self.iss && !self.state.is_synchronized() {
+            return self.snd_nxt;
+        }
+        let wnd_end = self.snd_una.wrapping_add(self.snd_wnd);
+        if seq_gt(self.snd_max, wnd_end) && seq_ge(wnd_end, self.snd_nxt) {
+            wnd_end
+        } else {
+            self.snd_max
+        }
+    }
+
     fn dispatch_ack_only(&mut self, now: Instant, stats: &mut Stats) -> Option<SegmentOut> {
         let window_update = self.state.is_synchronized() && self.window_update_due();
         if !(self.ack_now || window_update || self.keepalive_now || self.zwp_now) {
             return None;
         }
-        let mut seq = self.snd_nxt;
+        let mut seq = self.ack_seq();
         if (self.keepalive_now || self.zwp_now) && self.state.is_synchronized() {
             // A keepalive (or a zero-window probe with no data to offer):
             // SEG.SEQ = SND.UNA - 1 elicits an ACK (RFC 1122 4.2.3.6).
