@@ -20,11 +20,27 @@ use ustack::time::Duration;
 fn random_link(rng: &mut Rng) -> LinkConfig {
     let mut l = LinkConfig {
         latency: Duration::from_micros(rng.below(100_001)),
-        loss: if rng.chance(0.3) { 0.0 } else { rng.next_f64() * 0.10 },
-        duplicate: if rng.chance(0.5) { 0.0 } else { rng.next_f64() * 0.05 },
-        reorder: if rng.chance(0.5) { 0.0 } else { rng.next_f64() * 0.10 },
+        loss: if rng.chance(0.3) {
+            0.0
+        } else {
+            rng.next_f64() * 0.10
+        },
+        duplicate: if rng.chance(0.5) {
+            0.0
+        } else {
+            rng.next_f64() * 0.05
+        },
+        reorder: if rng.chance(0.5) {
+            0.0
+        } else {
+            rng.next_f64() * 0.10
+        },
         reorder_delay: Duration::from_micros(1 + rng.below(30_000)),
-        corrupt: if rng.chance(0.5) { 0.0 } else { rng.next_f64() * 0.03 },
+        corrupt: if rng.chance(0.5) {
+            0.0
+        } else {
+            rng.next_f64() * 0.03
+        },
         ..Default::default()
     };
     if rng.chance(0.4) {
@@ -54,7 +70,8 @@ fn run_case(seed: u64) -> Result<(), String> {
     let desc = format!("seed {seed}: {n_ab} B a->b, {n_ba} B b->a, ab {ab:?}, ba {ba:?}");
     let mut w = pair_with(config(A_ADDR), config(B_ADDR), ab, ba, seed);
     let mut t = Transfer::start(&mut w, payload(seed, n_ab), payload(seed ^ 0xffff, n_ba));
-    t.run(&mut w, Duration::from_secs(3600)).map_err(|e| format!("{desc}\n  {e}"))
+    t.run(&mut w, Duration::from_secs(3600))
+        .map_err(|e| format!("{desc}\n  {e}"))
 }
 
 #[test]
@@ -66,7 +83,10 @@ fn random_transfers_under_impairments() {
         }
         return;
     }
-    let cases: u64 = std::env::var("USTACK_SIM_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let cases: u64 = std::env::var("USTACK_SIM_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
     let mut failures = Vec::new();
     for i in 0..cases {
         let seed = 0x5eed_0000 + i;
@@ -75,5 +95,8 @@ fn random_transfers_under_impairments() {
             failures.push(seed);
         }
     }
-    assert!(failures.is_empty(), "failing seeds (rerun with USTACK_SIM_SEED=...): {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "failing seeds (rerun with USTACK_SIM_SEED=...): {failures:?}"
+    );
 }

@@ -829,6 +829,26 @@ impl Stack {
         }
     }
 
+    /// Open a connection to `remote` from a chosen local port (for
+    /// simultaneous open, RFC 9293 3.5 figure 8, and tests).
+    pub fn connect_from(&mut self, now: Instant, local_port: u16, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
+        if self.live >= self.config.max_connections {
+            return Err(TcpError::TooManyConnections);
+        }
+        let key: ConnKey = (u32::from(*remote.ip()), remote.port(), local_port);
+        if local_port == 0 || self.conns.contains_key(&key) {
+            return Err(TcpError::AddrInUse);
+        }
+        let local = SocketAddrV4::new(self.config.addr, local_port);
+        let iss = self.new_iss(now, local, remote);
+        let tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let idx = self.insert(tcb, Owner::App, false);
+        self.conns.insert(key, idx);
+        self.slots[idx as usize].in_map = true;
+        self.after_op(idx);
+        Ok(SocketHandle { index: idx, generation: self.slots[idx as usize].generation })
+    }
+
     /// Open a connection to `remote` (active open) from an ephemeral port.
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
         if self.live >= self.config.max_connections {

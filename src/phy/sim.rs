@@ -69,7 +69,10 @@ impl Default for LinkConfig {
 impl LinkConfig {
     /// A perfect link with the given one-way delay.
     pub fn with_latency(latency: Duration) -> Self {
-        LinkConfig { latency, ..Default::default() }
+        LinkConfig {
+            latency,
+            ..Default::default()
+        }
     }
 }
 
@@ -126,7 +129,9 @@ impl Link {
     /// Serialization time of `len` bytes at the bottleneck rate.
     fn tx_time(&self, len: usize) -> Duration {
         match self.config.bandwidth_bps {
-            Some(bps) if bps > 0 => Duration::from_nanos((len as u64 * 8).saturating_mul(1_000_000_000) / bps),
+            Some(bps) if bps > 0 => {
+                Duration::from_nanos((len as u64 * 8).saturating_mul(1_000_000_000) / bps)
+            }
             _ => Duration::ZERO,
         }
     }
@@ -155,7 +160,9 @@ impl Link {
         }
         // The bottleneck: FIFO behind what is already queued (drop-tail).
         let start = self.busy_until.max(now);
-        if self.config.bandwidth_bps.is_some() && self.queued_bytes(now) + packet.len() > self.config.queue_bytes {
+        if self.config.bandwidth_bps.is_some()
+            && self.queued_bytes(now) + packet.len() > self.config.queue_bytes
+        {
             self.stats.queue_drops += 1;
             return;
         }
@@ -164,7 +171,9 @@ impl Link {
         let mut at = done + self.config.latency;
         if self.rng.chance(self.config.reorder) {
             self.stats.reordered += 1;
-            let extra = self.rng.below(self.config.reorder_delay.as_micros().max(1) as u64);
+            let extra = self
+                .rng
+                .below(self.config.reorder_delay.as_micros().max(1) as u64);
             at += Duration::from_micros(extra);
         }
         let mut bytes = packet.to_vec();
@@ -296,14 +305,20 @@ impl<A: Endpoint, B: Endpoint> World<A, B> {
             self.b.handle_timeout(now);
             while let Some(n) = self.a.poll_transmit(now, &mut self.buf) {
                 if self.trace {
-                    eprintln!("{now:?} a send    {}", crate::wire::PrettyPacket(&self.buf[..n]));
+                    eprintln!(
+                        "{now:?} a send    {}",
+                        crate::wire::PrettyPacket(&self.buf[..n])
+                    );
                 }
                 self.ab.send(now, &self.buf[..n]);
                 moved = true;
             }
             while let Some(n) = self.b.poll_transmit(now, &mut self.buf) {
                 if self.trace {
-                    eprintln!("{now:?} b send    {}", crate::wire::PrettyPacket(&self.buf[..n]));
+                    eprintln!(
+                        "{now:?} b send    {}",
+                        crate::wire::PrettyPacket(&self.buf[..n])
+                    );
                 }
                 self.ba.send(now, &self.buf[..n]);
                 moved = true;
@@ -328,7 +343,11 @@ impl<A: Endpoint, B: Endpoint> World<A, B> {
     /// `deadline` / nothing is left to happen (returns false). `app` is
     /// called after every settled instant; whatever it queues is sent at
     /// the same instant.
-    pub fn run_until<F: FnMut(&mut Self) -> bool>(&mut self, deadline: Instant, mut app: F) -> bool {
+    pub fn run_until<F: FnMut(&mut Self) -> bool>(
+        &mut self,
+        deadline: Instant,
+        mut app: F,
+    ) -> bool {
         loop {
             self.rounds += 1;
             self.settle();
@@ -339,7 +358,9 @@ impl<A: Endpoint, B: Endpoint> World<A, B> {
             if self.settle() && app(self) {
                 return true;
             }
-            let Some(next) = self.next_event() else { return false };
+            let Some(next) = self.next_event() else {
+                return false;
+            };
             // Never stand still: a deadline at or before now is served at
             // the next microsecond.
             let next = next.max(self.now + Duration::from_micros(1));
@@ -398,7 +419,13 @@ mod tests {
 
     #[test]
     fn impairments_are_seeded() {
-        let cfg = LinkConfig { loss: 0.3, duplicate: 0.1, corrupt: 0.1, reorder: 0.2, ..Default::default() };
+        let cfg = LinkConfig {
+            loss: 0.3,
+            duplicate: 0.1,
+            corrupt: 0.1,
+            reorder: 0.2,
+            ..Default::default()
+        };
         let run = |seed| {
             let mut l = Link::new(cfg.clone(), Rng::new(seed));
             for i in 0..1000u32 {
@@ -415,7 +442,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(sa, sb);
         assert!((200..400).contains(&sa.lost), "{sa:?}");
-        assert!(sa.duplicated > 30 && sa.corrupted > 30 && sa.reordered > 80, "{sa:?}");
+        assert!(
+            sa.duplicated > 30 && sa.corrupted > 30 && sa.reordered > 80,
+            "{sa:?}"
+        );
         assert_eq!(sa.delivered, sa.sent - sa.lost + sa.duplicated);
     }
 }

@@ -194,6 +194,8 @@ pub struct Tcb {
     /// Send a keepalive probe now.
     keepalive_now: bool,
     persist_backoff: u32,
+    /// The SWS override timeout expired: send a short segment now.
+    sws_override: bool,
     keepalive_probes_sent: u32,
     last_activity: Instant,
 
@@ -283,6 +285,7 @@ impl Tcb {
             probes_unanswered: 0,
             keepalive_now: false,
             persist_backoff: 0,
+            sws_override: false,
             keepalive_probes_sent: 0,
             last_activity: now,
             timers: [None; TIMERS],
@@ -679,6 +682,11 @@ impl Tcb {
     /// window) is never given up on; one that stops answering is, after
     /// `max_retries` unanswered probes.
     fn on_persist(&mut self, now: Instant, stats: &mut Stats) {
+        if self.snd_wnd > 0 && !self.probe_outstanding {
+            // The window is open: this was the sender-SWS override timeout.
+            self.sws_override = true;
+            return;
+        }
         if self.probes_unanswered >= self.cfg.max_retries {
             stats.tcp_connections_timed_out += 1;
             self.close_with(Some(TcpError::TimedOut));
@@ -1567,13 +1575,22 @@ impl Tcb {
             self.max_snd_wnd > 0 && len >= (self.max_snd_wnd as usize) / 2 && (in_flight == 0 || !self.nagle)
         };
 
+        let send = send || (self.sws_override && len > 0);
         if !send {
             // Data waiting behind a zero window: the persist timer takes over.
             if avail > 0 && self.snd_wnd == 0 {
                 self.update_persist(now);
+            } else if len > 0 && in_flight == 0 && self.timer(Timer::Persist).is_none() {
+                // Held back by sender SWS avoidance with nothing in flight:
+                // no ACK will come to clock it out, so RFC 1122 4.2.3.4 (4)
+                // wants an override timeout (0.1 - 1 s) after which the
+                // short segment goes anyway. It shares the persist slot.
+                let d = self.rtt.rto().clamp(Duration::from_millis(200), Duration::from_secs(1));
+                self.set_timer(Timer::Persist, now + d);
             }
             return None;
         }
+        self.sws_override = false;
         let mut seg = SegmentOut {
             flags: ACK | if fin { FIN } else { 0 } | if len > 0 && all_data { PSH } else { 0 },
             seq: self.snd_nxt,

@@ -52,11 +52,17 @@ pub struct Side {
     pub eof: bool,
     pub closed: bool,
     pub error: Option<TcpError>,
+    /// An echo server: everything received is queued for sending back, and
+    /// the write side is shut only after the peer's EOF.
+    pub echo: bool,
 }
 
 impl Side {
     pub fn new(to_send: Vec<u8>) -> Side {
-        Side { to_send, ..Default::default() }
+        Side {
+            to_send,
+            ..Default::default()
+        }
     }
 
     /// Do whatever the socket allows now.
@@ -75,7 +81,11 @@ impl Side {
                 }
             }
         }
-        if self.sent == self.to_send.len() && !self.shut && self.error.is_none() {
+        if self.sent == self.to_send.len()
+            && !self.shut
+            && self.error.is_none()
+            && (self.eof || !self.echo)
+        {
             match st.shutdown(h) {
                 Ok(()) => self.shut = true,
                 Err(e) => self.error = Some(e),
@@ -85,12 +95,30 @@ impl Side {
         while !self.eof {
             match st.recv(h, &mut buf) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    self.received.extend_from_slice(&buf[..n]);
+                    if self.echo {
+                        self.to_send.extend_from_slice(&buf[..n]);
+                    }
+                }
                 Err(TcpError::WouldBlock) => break,
                 Err(e) => {
                     self.error = Some(e);
                     break;
                 }
+            }
+        }
+        while self.sent < self.to_send.len() && self.error.is_none() {
+            match st.send(h, &self.to_send[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(TcpError::WouldBlock) => break,
+                Err(e) => self.error = Some(e),
+            }
+        }
+        if self.sent == self.to_send.len() && !self.shut && self.error.is_none() && self.eof {
+            match st.shutdown(h) {
+                Ok(()) => self.shut = true,
+                Err(e) => self.error = Some(e),
             }
         }
         if self.eof && self.shut && !self.closed {
@@ -111,8 +139,15 @@ impl Transfer {
     pub fn start(w: &mut Pair, a_to_b: Vec<u8>, b_to_a: Vec<u8>) -> Transfer {
         let listener = w.b.listen(PORT, 64).expect("listen");
         let mut client = Side::new(a_to_b);
-        client.handle = Some(w.a.connect(w.now, SocketAddrV4::new(B_ADDR, PORT)).expect("connect"));
-        Transfer { client, server: Side::new(b_to_a), listener }
+        client.handle = Some(
+            w.a.connect(w.now, SocketAddrV4::new(B_ADDR, PORT))
+                .expect("connect"),
+        );
+        Transfer {
+            client,
+            server: Side::new(b_to_a),
+            listener,
+        }
     }
 
     pub fn step(&mut self, w: &mut Pair) {
@@ -126,7 +161,9 @@ impl Transfer {
     }
 
     pub fn done(&self) -> bool {
-        (self.client.closed && self.server.closed) || self.client.error.is_some() || self.server.error.is_some()
+        (self.client.closed && self.server.closed)
+            || self.client.error.is_some()
+            || self.server.error.is_some()
     }
 
     /// Run to completion (both closed and both stacks empty) or `limit`.
@@ -160,8 +197,14 @@ impl Transfer {
             self.server.error,
             w.a.connection_count(),
             w.b.connection_count(),
-            w.a.connections().iter().map(|c| (c.state, c.snd_info())).collect::<Vec<_>>(),
-            w.b.connections().iter().map(|c| (c.state, c.snd_info())).collect::<Vec<_>>(),
+            w.a.connections()
+                .iter()
+                .map(|c| (c.state, c.snd_info()))
+                .collect::<Vec<_>>(),
+            w.b.connections()
+                .iter()
+                .map(|c| (c.state, c.snd_info()))
+                .collect::<Vec<_>>(),
             w.ab.stats,
             w.ba.stats,
         );
@@ -190,7 +233,13 @@ impl SndInfo for ustack::iface::ConnInfo {
     fn snd_info(&self) -> String {
         format!(
             "in {} out {} cwnd {} swnd {} rwnd {} rto {}us rtx {}",
-            self.bytes_in, self.bytes_out, self.cwnd, self.send_window, self.recv_window, self.rto_us, self.retransmissions
+            self.bytes_in,
+            self.bytes_out,
+            self.cwnd,
+            self.send_window,
+            self.recv_window,
+            self.rto_us,
+            self.retransmissions
         )
     }
 }
