@@ -1330,7 +1330,11 @@ impl Tcb {
     /// Receiver-side SWS avoidance (RFC 1122 4.2.3.3): offer more window only
     /// when it grows by min(buffer/2, MSS).
     fn window_update_due(&self) -> bool {
-        let new_edge = self.rcv_nxt.wrapping_add(self.recv_window_raw());
+        // Only what the 16-bit field (scaled) can carry counts: without
+        // this cap a 256 kB buffer and no window scaling made every
+        // dispatch "due" for an update that could never be advertised,
+        // and a socket with held-back data sent pure ACKs without end.
+        let new_edge = self.rcv_nxt.wrapping_add(self.recv_window_raw().min(self.max_advertisable()));
         if !seq_gt(new_edge, self.rcv_adv) {
             return false;
         }
@@ -1338,6 +1342,11 @@ impl Tcb {
         let threshold = ((self.recv_buf.capacity() / 2) as u32).min(self.mss);
         let cur = if seq_gt(self.rcv_adv, self.rcv_nxt) { seq_dist(self.rcv_nxt, self.rcv_adv) } else { 0 };
         grow >= threshold && (cur < threshold || grow >= (self.recv_buf.capacity() as u32) / 4)
+    }
+
+    /// The largest window the 16-bit field can express with our scale.
+    fn max_advertisable(&self) -> u32 {
+        (65535u32 << self.rcv_wscale).min(MAX_WINDOW)
     }
 
     /// The window field for an outgoing segment, never moving the right

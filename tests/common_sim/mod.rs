@@ -3,6 +3,8 @@
 //! byte-exact delivery and a clean close.
 #![allow(dead_code)]
 
+pub mod script;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use ustack::iface::{Config, Stack};
 use ustack::phy::sim::{LinkConfig, World};
