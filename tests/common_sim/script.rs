@@ -252,6 +252,8 @@ pub struct Script {
     pub out: VecDeque<Out>,
     pub listener: Option<ListenerHandle>,
     pub conn: Option<SocketHandle>,
+    /// Non-TCP packets the stack sent (ICMP).
+    pub other: Vec<Vec<u8>>,
     buf: Vec<u8>,
     pub log: Vec<String>,
 }
@@ -277,6 +279,7 @@ impl Script {
             out: VecDeque::new(),
             listener: None,
             conn: None,
+            other: Vec::new(),
             buf: vec![0; 70000],
             log: Vec::new(),
         }
@@ -319,7 +322,11 @@ impl Script {
                 self.fail(format!("the stack sends without end at {:?}", self.now));
             }
             let bytes = self.buf[..n].to_vec();
-            let o = parse_out(self.now, &bytes);
+            let Some(o) = parse_out(self.now, &bytes) else {
+                self.log.push(format!("{:?} out {} (not TCP)", self.now, wire::PrettyPacket(&bytes)));
+                self.other.push(bytes);
+                continue;
+            };
             if o.flags & SYN != 0 && self.stack_iss.is_none() {
                 self.stack_iss = Some(o.seq);
             }
@@ -594,14 +601,17 @@ impl Script {
     }
 }
 
-/// Parse a packet the stack sent.
-pub fn parse_out(t: Instant, bytes: &[u8]) -> Out {
+/// Parse a TCP packet the stack sent (`None` for other protocols).
+pub fn parse_out(t: Instant, bytes: &[u8]) -> Option<Out> {
     let ip = Ipv4Packet::new_checked(bytes).expect("stack sent a bad IPv4 packet");
     assert!(ip.verify_checksum(), "stack sent a bad IPv4 checksum");
+    if ip.protocol() != IpProtocol::Tcp {
+        return None;
+    }
     let tcp = TcpPacket::new_checked(ip.payload()).expect("stack sent a bad TCP header");
     let r = TcpRepr::parse(&tcp, ip.src_addr(), ip.dst_addr(), true)
         .expect("stack sent a bad TCP segment");
-    Out {
+    Some(Out {
         t,
         flags: r.flags.0,
         seq: r.seq_number.0,
@@ -616,5 +626,5 @@ pub fn parse_out(t: Instant, bytes: &[u8]) -> Out {
         src_port: r.src_port,
         dst_port: r.dst_port,
         pretty: wire::PrettyPacket(bytes).to_string(),
-    }
+    })
 }
