@@ -27,7 +27,15 @@ fn target() -> (Script, Vec<Vec<u8>>) {
         s.packet(&seg("R").seq(1)),
         s.packet(&seg("S").seq(0).mss(536)),
         s.packet(&seg(".").seq(1).ack(1).sack(&[(1461, 2921)]).ts(23, 0)),
-        s.packet(&seg("S").seq(0).sport(40001).mss(1460).ws(14).sackp().ts(1, 0)),
+        s.packet(
+            &seg("S")
+                .seq(0)
+                .sport(40001)
+                .mss(1460)
+                .ws(14)
+                .sackp()
+                .ts(1, 0),
+        ),
     ];
     (s, valid)
 }
@@ -132,7 +140,11 @@ fn every_truncated_prefix_is_dropped_as_truncated_or_bad() {
         for n in 0..p.len() {
             let before = s.stack.stats().total_drops();
             s.inject_raw(s.now.total_millis(), &p[..n]);
-            assert_eq!(s.stack.stats().total_drops(), before + 1, "prefix of {n} bytes not counted as a drop");
+            assert_eq!(
+                s.stack.stats().total_drops(),
+                before + 1,
+                "prefix of {n} bytes not counted as a drop"
+            );
         }
     }
 }

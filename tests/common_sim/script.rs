@@ -323,7 +323,11 @@ impl Script {
             }
             let bytes = self.buf[..n].to_vec();
             let Some(o) = parse_out(self.now, &bytes) else {
-                self.log.push(format!("{:?} out {} (not TCP)", self.now, wire::PrettyPacket(&bytes)));
+                self.log.push(format!(
+                    "{:?} out {} (not TCP)",
+                    self.now,
+                    wire::PrettyPacket(&bytes)
+                ));
                 self.other.push(bytes);
                 continue;
             };
