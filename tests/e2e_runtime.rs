@@ -154,6 +154,23 @@ fn echo_200_parallel_connections() {
     assert!(s["accepted"] >= 200, "{s:?}");
 }
 
+/// Through a lossy, delayed link (`--impair`) the echo is still byte-exact:
+/// TCP retransmits what the fault injector dropped.
+#[test]
+fn echo_through_impaired_link() {
+    let Some(env) = e2e_env_with(&["--impair", "loss=2%,delay=5ms,jitter=1ms"]) else {
+        return;
+    };
+    let to = env.sock(7);
+    env.in_ns(|| echo_roundtrip(to, 1 << 20, 5));
+    let s = env.stats();
+    assert!(
+        s["fault_in_lost"] + s["fault_out_lost"] > 0,
+        "the injector lost nothing? {s:?}"
+    );
+    assert!(s["retransmissions"] > 0, "{s:?}");
+}
+
 /// The kernel shuts down its write side first and still receives the rest
 /// of the echo, then EOF.
 #[test]
