@@ -306,3 +306,34 @@ fn bad_tun_name_is_a_clear_error() {
     );
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
 }
+
+/// Without CAP_NET_ADMIN the error says so (run as `nobody` via setpriv).
+#[test]
+fn unprivileged_user_gets_permission_message() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !require_tool("setpriv") {
+        eprintln!("SKIPPED: needs root to switch to an unprivileged user");
+        return;
+    }
+    // A copy `nobody` can execute, whatever the permissions of target/.
+    let dir = std::env::temp_dir().join(format!("ustack-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("ustack");
+    std::fs::copy(env!("CARGO_BIN_EXE_ustack"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["serve", "--tun", "unpriv0"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("opening /dev/net/tun needs root or CAP_NET_ADMIN"),
+        "{err}"
+    );
+}
