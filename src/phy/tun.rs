@@ -40,7 +40,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// Why a TUN device could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum TunError {
-    #[error("opening /dev/net/tun needs root or CAP_NET_ADMIN (try: sudo, or run inside the namespace made by netns-setup.sh)")]
+    #[error("opening /dev/net/tun needs root or CAP_NET_ADMIN (try: sudo, or: sudo ./netns-setup.sh run)")]
     PermissionDenied,
     #[error("/dev/net/tun does not exist (is the `tun` kernel module loaded? try: modprobe tun)")]
     NoTunDevice,

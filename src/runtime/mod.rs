@@ -284,8 +284,14 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    log::warn!("device recv: {e}");
-                    break;
+                    // A TUN read fails only when the device is gone
+                    // (deleted: EBADFD) or broken; polling on would spin.
+                    let _ = dev.flush();
+                    eprintln!("{}", stats_line(&stack, &app, &dev.stats()));
+                    return Err(RuntimeError::Io {
+                        op: "reading from the TUN device (was it deleted?)",
+                        source: e,
+                    });
                 }
             }
         }
