@@ -463,7 +463,7 @@ fn tungstenite_client_frames_cross_check() {
     let mut cur = std::io::Cursor::new(out);
     let mut fr = tungstenite::protocol::frame::FrameSocket::new(&mut cur);
     let f = fr.read(None).unwrap().unwrap();
-    assert_eq!(f.payload().as_ref(), &[1, 2, 3]);
+    assert_eq!(f.payload(), &[1, 2, 3]);
 }
 
 mod prop {
