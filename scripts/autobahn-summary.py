@@ -21,8 +21,12 @@ def main():
     ap.add_argument("index", help="path to reports/servers/index.json")
     ap.add_argument("--expected", type=int, help="expected number of cases (517 all, 301 quick)")
     a = ap.parse_args()
-    with open(a.index) as f:
-        index = json.load(f)
+    try:
+        with open(a.index) as f:
+            index = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"autobahn: no usable report ({e}); did wstest finish?")
+        return 1
     bad = False
     for agent, cases in sorted(index.items()):
         by_behavior = collections.Counter(c.get("behavior", "?") for c in cases.values())
