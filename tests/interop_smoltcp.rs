@@ -161,7 +161,7 @@ impl SmolApp {
                 _ => break,
             }
         }
-        if self.received.len() > 0 && !sock.may_recv() && sock.state() != tcp::State::Listen {
+        if !self.received.is_empty() && !sock.may_recv() && sock.state() != tcp::State::Listen {
             self.eof = true;
         }
         if !sock.may_recv()

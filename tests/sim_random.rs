@@ -51,6 +51,22 @@ fn random_link(rng: &mut Rng) -> LinkConfig {
     l
 }
 
+/// Half the cases use the defaults; the others vary buffers, MSS, Nagle
+/// and turn the RFC 7323 / 2018 options off at random.
+fn random_config(rng: &mut Rng, addr: std::net::Ipv4Addr) -> ustack::iface::Config {
+    let mut c = config(addr);
+    if rng.chance(0.5) {
+        c.tcp.recv_buffer = 2048 + rng.below(300_000) as usize;
+        c.tcp.send_buffer = 2048 + rng.below(300_000) as usize;
+        c.tcp.mss = 200 + rng.below(1261) as u16;
+        c.tcp.nagle = rng.chance(0.5);
+        c.tcp.window_scaling = rng.chance(0.5);
+        c.tcp.timestamps = rng.chance(0.5);
+        c.tcp.sack = rng.chance(0.5);
+    }
+    c
+}
+
 fn random_size(rng: &mut Rng) -> usize {
     match rng.below(10) {
         0 => 0,
@@ -67,8 +83,13 @@ fn run_case(seed: u64) -> Result<(), String> {
     let ba = random_link(&mut rng);
     let n_ab = random_size(&mut rng);
     let n_ba = random_size(&mut rng);
-    let desc = format!("seed {seed}: {n_ab} B a->b, {n_ba} B b->a, ab {ab:?}, ba {ba:?}");
-    let mut w = pair_with(config(A_ADDR), config(B_ADDR), ab, ba, seed);
+    let ca = random_config(&mut rng, A_ADDR);
+    let cb = random_config(&mut rng, B_ADDR);
+    let desc = format!(
+        "seed {seed}: {n_ab} B a->b, {n_ba} B b->a, ab {ab:?}, ba {ba:?}, a {:?}, b {:?}",
+        ca.tcp, cb.tcp
+    );
+    let mut w = pair_with(ca, cb, ab, ba, seed);
     let mut t = Transfer::start(&mut w, payload(seed, n_ab), payload(seed ^ 0xffff, n_ba));
     t.run(&mut w, Duration::from_secs(3600))
         .map_err(|e| format!("{desc}\n  {e}"))
