@@ -58,6 +58,11 @@ struct ServeArgs {
     /// MTU (default: the TUN device's).
     #[arg(long)]
     mtu: Option<usize>,
+    /// Plain TUN I/O: one wire-sized packet per read/write, no virtio-net
+    /// header, no segmentation offload (for labs and comparisons; the pcap
+    /// then shows exactly the segments on the wire).
+    #[arg(long)]
+    no_offload: bool,
     /// Maximum simultaneous TCP connections.
     #[arg(long, default_value_t = 200_000)]
     max_connections: usize,
@@ -98,6 +103,7 @@ fn serve(a: ServeArgs) -> Result<(), RuntimeError> {
     opts.pcap = a.pcap;
     opts.impair = a.impair.unwrap_or_default();
     opts.mtu = a.mtu;
+    opts.offload = !a.no_offload;
     opts.max_connections = a.max_connections;
     opts.cc = a.cc;
     opts.app.echo_port = a.echo_port;

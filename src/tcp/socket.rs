@@ -579,6 +579,18 @@ impl Tcb {
     pub fn recv_window(&self) -> u32 {
         self.recv_window_raw()
     }
+    /// Payload per segment: the MSS less the options every segment carries
+    /// (RFC 6691 / RFC 9293 3.7.1: the MSS counts data only, so the
+    /// timestamp and SACK options come out of it).
+    fn effective_mss(&self) -> usize {
+        let mut opts = if self.ts_enabled { 12 } else { 0 };
+        if self.sack_enabled && !self.assembler.is_empty() {
+            let blocks = self.assembler.ranges().len().min(if self.ts_enabled { 3 } else { 4 });
+            opts += 4 + 8 * blocks;
+        }
+        (self.mss as usize).saturating_sub(opts).max(1)
+    }
+
     /// Let segments carry up to `max_payload` bytes (device TSO).
     pub fn set_tso(&mut self, max_payload: usize) {
         self.tso_max = max_payload;
@@ -1530,7 +1542,7 @@ impl Tcb {
     }
 
     fn dispatch_data(&mut self, now: Instant, stats: &mut Stats) -> Option<SegmentOut> {
-        let mss = self.mss as usize;
+        let mss = self.effective_mss();
         // Fast retransmit / partial-ACK retransmission of the first segment.
         if self.retransmit_una {
             self.retransmit_una = false;
