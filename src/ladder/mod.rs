@@ -188,7 +188,8 @@ pub fn load<R: Read>(input: R) -> Result<Trace, LadderError> {
                 continue;
             }
         };
-        let (src, dst, tcp_bytes, wire_payload) = match split_ipv4(ip) {
+        let snap_cut = rec.orig_len as usize > rec.data.len();
+        let (src, dst, tcp_bytes, wire_payload) = match split_ipv4(ip, snap_cut) {
             Ok(x) => x,
             Err(why) => {
                 match why {
@@ -249,9 +250,13 @@ enum Why {
 }
 
 /// Check an IPv4 header and return (src, dst, captured TCP bytes, TCP length
-/// per the IP header). A packet cut by the capture's snaplen is accepted as
-/// long as the TCP header is there.
-fn split_ipv4(ip: &[u8]) -> Result<(SocketAddrV4, SocketAddrV4, &[u8], usize), Why> {
+/// per the IP header). A packet cut by the capture's snaplen (`snap_cut`) is
+/// accepted as long as the TCP header is there; otherwise the IP total
+/// length must fit in the captured bytes.
+fn split_ipv4(
+    ip: &[u8],
+    snap_cut: bool,
+) -> Result<(SocketAddrV4, SocketAddrV4, &[u8], usize), Why> {
     if ip.len() < crate::wire::ipv4::HEADER_LEN {
         return Err(Why::Malformed);
     }
@@ -259,7 +264,8 @@ fn split_ipv4(ip: &[u8]) -> Result<(SocketAddrV4, SocketAddrV4, &[u8], usize), W
     let p = Ipv4Packet::new_unchecked(ip);
     let hl = p.header_len();
     let total = usize::from(p.total_len());
-    if p.version() != 4 || hl < 20 || hl > ip.len() || total < hl {
+    if p.version() != 4 || hl < 20 || hl > ip.len() || total < hl || (total > ip.len() && !snap_cut)
+    {
         return Err(Why::Malformed);
     }
     if p.more_frags() || p.frag_offset() != 0 {
