@@ -24,6 +24,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Run the stack and its services on a TUN device.
     Serve(ServeArgs),

@@ -12,7 +12,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn chromium() -> Option<PathBuf> {
-    for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"] {
+    for c in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
         if Path::new(c).exists() {
             return Some(PathBuf::from(c));
         }
@@ -66,7 +70,11 @@ fn decode_png(b: &[u8]) -> Image {
         let filter = raw[y * (stride + 1)];
         let line = &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)];
         for x in 0..stride {
-            let a = if x >= channels { data[y * stride + x - channels] } else { 0 } as i32;
+            let a = if x >= channels {
+                data[y * stride + x - channels]
+            } else {
+                0
+            } as i32;
             let up = if y > 0 { data[(y - 1) * stride + x] } else { 0 } as i32;
             let c = if x >= channels && y > 0 {
                 data[(y - 1) * stride + x - channels]
@@ -94,7 +102,12 @@ fn decode_png(b: &[u8]) -> Image {
             data[y * stride + x] = (line[x] as i32 + pred) as u8;
         }
     }
-    Image { width, height, channels, data }
+    Image {
+        width,
+        height,
+        channels,
+        data,
+    }
 }
 
 #[test]
@@ -144,7 +157,11 @@ fn svg_renders_in_headless_chromium() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let bytes = std::fs::read(&png).expect("chromium wrote no screenshot");
-    assert!(bytes.len() > 30_000, "screenshot only {} bytes: blank?", bytes.len());
+    assert!(
+        bytes.len() > 30_000,
+        "screenshot only {} bytes: blank?",
+        bytes.len()
+    );
     let img = decode_png(&bytes);
     assert_eq!((img.width, img.height), (1000, 1400));
     let px = img.data.chunks(img.channels);

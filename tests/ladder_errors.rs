@@ -38,7 +38,9 @@ fn not_a_pcap() {
 
 #[test]
 fn pcapng_suggests_tshark() {
-    let mut ng = vec![0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a];
+    let mut ng = vec![
+        0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a,
+    ];
     ng.resize(28, 0);
     let e = load(&ng).unwrap_err();
     assert!(matches!(e, LadderError::Pcapng));
@@ -69,7 +71,10 @@ fn every_truncated_prefix_is_an_error_or_fewer_records() {
             }
             _ => {
                 let e = r.unwrap_err();
-                assert!(matches!(e, LadderError::TruncatedRecord { .. }), "cut {cut}: {e:?}");
+                assert!(
+                    matches!(e, LadderError::TruncatedRecord { .. }),
+                    "cut {cut}: {e:?}"
+                );
                 assert!(!e.to_string().contains('\n'));
             }
         }
@@ -90,7 +95,14 @@ fn record_longer_than_limit() {
     b[24 + 8..24 + 12].copy_from_slice(&1_000_000u32.to_le_bytes());
     let e = load(&b).unwrap_err();
     assert!(
-        matches!(e, LadderError::RecordTooLong { index: 0, offset: 24, len: 1_000_000 }),
+        matches!(
+            e,
+            LadderError::RecordTooLong {
+                index: 0,
+                offset: 24,
+                len: 1_000_000
+            }
+        ),
         "{e:?}"
     );
 }
@@ -100,7 +112,9 @@ fn no_tcp_connection() {
     // Only garbage and an ICMP packet.
     let mut s = Synth::new("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
     s.raw(0, &[0x45, 0, 0, 5]);
-    let mut icmp = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    let mut icmp = vec![
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
     icmp.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0]);
     s.raw(1, &icmp);
     let t = load(&s.finish()).unwrap();
@@ -109,8 +123,13 @@ fn no_tcp_connection() {
         e.to_string(),
         "no TCP connection found in the capture (2 records; skipped: 1 malformed packets, 1 non-TCP packets)"
     );
-    let t = load(&Synth::new("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap()).finish()).unwrap();
-    assert!(matches!(t.select(Select::First), Err(LadderError::NoTcp(_))));
+    let t =
+        load(&Synth::new("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap()).finish())
+            .unwrap();
+    assert!(matches!(
+        t.select(Select::First),
+        Err(LadderError::NoTcp(_))
+    ));
 }
 
 #[test]
@@ -124,31 +143,51 @@ fn conn_out_of_range_and_unknown_port() {
         e.to_string(),
         "--conn 1 is out of range: the capture has 1 connection(s), numbered 0 to 0"
     );
-    assert!(matches!(t.select(Select::Port(443)), Err(LadderError::NoSuchPort(443))));
+    assert!(matches!(
+        t.select(Select::Port(443)),
+        Err(LadderError::NoSuchPort(443))
+    ));
 }
 
 #[test]
 fn malformed_packets_inside_are_skipped_and_counted() {
-    let mut s = Synth::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+    let mut s = Synth::new(
+        "10.0.0.1:40000".parse().unwrap(),
+        "10.0.0.2:80".parse().unwrap(),
+    );
     s.send(0, C2S, Synth::syn(64240));
     // IP total length beyond the captured bytes, short IP header, IHL < 5, TCP data offset < 5, a TCP
     // option running past the header, an IPv6 packet, an IP fragment.
-    let mut long = vec![0x45, 0, 0x03, 0xe8, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    let mut long = vec![
+        0x45, 0, 0x03, 0xe8, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
     long.resize(40, 0);
     s.raw(10, &long);
     s.raw(11, &[0x45, 0, 0]);
-    let mut p = vec![0x44, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    let mut p = vec![
+        0x44, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
     p.resize(40, 0);
     s.raw(12, &p);
-    let mut tcp_bad = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
-    tcp_bad.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x20, 2, 0, 0, 0, 0, 0, 0]);
+    let mut tcp_bad = vec![
+        0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    tcp_bad.extend_from_slice(&[
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x20, 2, 0, 0, 0, 0, 0, 0,
+    ]);
     s.raw(13, &tcp_bad);
-    let mut opt_bad = vec![0x45, 0, 0, 44, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
-    opt_bad.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 2, 0, 0, 0, 0, 0, 0]);
+    let mut opt_bad = vec![
+        0x45, 0, 0, 44, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    opt_bad.extend_from_slice(&[
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 2, 0, 0, 0, 0, 0, 0,
+    ]);
     opt_bad.extend_from_slice(&[2, 9, 0, 0]);
     s.raw(14, &opt_bad);
     s.raw(15, &[0x60, 0, 0, 0, 0, 0, 6, 64]);
-    let mut frag = vec![0x45, 0, 0, 28, 0, 0, 0x20, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    let mut frag = vec![
+        0x45, 0, 0, 28, 0, 0, 0x20, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
     frag.resize(28, 0);
     s.raw(16, &frag);
     s.send(50, S2C, Synth::syn(65535).with_ack(1));
@@ -159,14 +198,24 @@ fn malformed_packets_inside_are_skipped_and_counted() {
     assert_eq!(t.skipped.not_ipv4, 1);
     assert_eq!(t.skipped.fragments, 1);
     let text = ladder::text::render(&t, 0, 200);
-    assert!(text.contains("skipped: 5 malformed packets, 1 non-IPv4 frames, 1 IP fragments"), "{text}");
+    assert!(
+        text.contains("skipped: 5 malformed packets, 1 non-IPv4 frames, 1 IP fragments"),
+        "{text}"
+    );
     assert!(ladder::svg::render(&t, 0, 200).contains("skipped: 5 malformed packets"));
 }
 
 #[test]
 fn snaplen_cut_packets_keep_their_wire_length() {
-    let mut s = Synth::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
-    s.send(0, C2S, Synth::seg(TcpFlags::ACK, 1, 1, 502).with_payload(&[7u8; 500]));
+    let mut s = Synth::new(
+        "10.0.0.1:40000".parse().unwrap(),
+        "10.0.0.2:80".parse().unwrap(),
+    );
+    s.send(
+        0,
+        C2S,
+        Synth::seg(TcpFlags::ACK, 1, 1, 502).with_payload(&[7u8; 500]),
+    );
     let mut b = s.finish();
     // Cut the record to 96 bytes of 540 (tcpdump -s 96), keep orig_len.
     b[24 + 8..24 + 12].copy_from_slice(&96u32.to_le_bytes());
@@ -193,7 +242,10 @@ fn cli_fails(args: &[&str], want: &str) {
     assert_eq!(out.status.code(), Some(1), "{args:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-    assert!(err.starts_with("ustack ladder: error: ") && err.contains(want), "{args:?}: {err}");
+    assert!(
+        err.starts_with("ustack ladder: error: ") && err.contains(want),
+        "{args:?}: {err}"
+    );
 }
 
 #[test]
@@ -206,19 +258,36 @@ fn cli_errors_are_one_line_and_exit_1() {
     };
     cli_fails(&[d.join("missing.pcap").to_str().unwrap()], "cannot open");
     cli_fails(&[&write("empty.pcap", b"")], "empty");
-    cli_fails(&[&write("text.pcap", b"hello, this is not a capture")], "not a pcap file");
+    cli_fails(
+        &[&write("text.pcap", b"hello, this is not a capture")],
+        "not a pcap file",
+    );
     let good = small_pcap();
-    cli_fails(&[&write("trunc.pcap", &good[..good.len() - 3])], "record 2 at byte");
+    cli_fails(
+        &[&write("trunc.pcap", &good[..good.len() - 3])],
+        "record 2 at byte",
+    );
     cli_fails(&[&write("hdr.pcap", &good[..10])], "24-byte pcap header");
     let good_path = write("good.pcap", &good);
     cli_fails(&[&good_path, "--conn", "3"], "--conn 3 is out of range");
-    cli_fails(&[&good_path, "--port", "443"], "no TCP connection uses port 443");
     cli_fails(
-        &[&good_path, "--svg", d.join("no/such/dir/x.svg").to_str().unwrap()],
+        &[&good_path, "--port", "443"],
+        "no TCP connection uses port 443",
+    );
+    cli_fails(
+        &[
+            &good_path,
+            "--svg",
+            d.join("no/such/dir/x.svg").to_str().unwrap(),
+        ],
         "cannot write",
     );
-    let empty_capture = Synth::new("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap()).finish();
-    cli_fails(&[&write("none.pcap", &empty_capture)], "no TCP connection found");
+    let empty_capture =
+        Synth::new("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap()).finish();
+    cli_fails(
+        &[&write("none.pcap", &empty_capture)],
+        "no TCP connection found",
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 

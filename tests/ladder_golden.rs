@@ -30,8 +30,10 @@ fn handshake(s: &mut Synth) {
     s.send(70, C2S, Synth::seg(A, 1, 1, 502));
 }
 
-const GET: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: 10.0.0.2\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\nHello, world!";
+const GET: &[u8] =
+    b"GET /index.html HTTP/1.1\r\nHost: 10.0.0.2\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\nHello, world!";
 
 /// Handshake, GET, response, orderly close (client closes first).
 fn http(framing: Framing) -> Vec<u8> {
@@ -41,7 +43,11 @@ fn http(framing: Framing) -> Vec<u8> {
     let r = RESPONSE.len() as u32;
     s.send(90, C2S, Synth::seg(A, 1, 1, 502).with_payload(GET));
     s.send(310, S2C, Synth::seg(A, 1, 1 + g, 509));
-    s.send(1_240, S2C, Synth::seg(A, 1, 1 + g, 509).with_payload(RESPONSE));
+    s.send(
+        1_240,
+        S2C,
+        Synth::seg(A, 1, 1 + g, 509).with_payload(RESPONSE),
+    );
     s.send(1_290, C2S, Synth::seg(A, 1 + g, 1 + r, 501));
     s.send(1_400, C2S, Synth::seg(FA, 1 + g, 1 + r, 501));
     s.send(1_520, S2C, Synth::seg(FA, 1 + r, 2 + g, 509));
@@ -57,7 +63,11 @@ fn retransmission() -> Vec<u8> {
     handshake(&mut s);
     let mss = [0x61u8; 1000];
     for i in 0..5u32 {
-        s.send(100 + 10 * i as u64, C2S, Synth::seg(A, 1 + 1000 * i, 1, 502).with_payload(&mss));
+        s.send(
+            100 + 10 * i as u64,
+            C2S,
+            Synth::seg(A, 1 + 1000 * i, 1, 502).with_payload(&mss),
+        );
     }
     // Segment 1001:2001 never arrives.
     s.send(560, S2C, Synth::seg(A, 1, 1001, 509));
@@ -89,7 +99,11 @@ fn zero_window() -> Vec<u8> {
     s.send(210_000, C2S, Synth::seg(A, 2000, 1, 502));
     s.send(210_300, S2C, Synth::seg(A, 1, 2001, 0));
     // An RFC 9293 probe: one new byte.
-    s.send(620_000, C2S, Synth::seg(A, 2001, 1, 502).with_payload(&d[..1]));
+    s.send(
+        620_000,
+        C2S,
+        Synth::seg(A, 2001, 1, 502).with_payload(&d[..1]),
+    );
     s.send(620_300, S2C, Synth::seg(A, 1, 2001, 0));
     // The application reads: window update.
     s.send(900_000, S2C, Synth::seg(A, 1, 2001, 16));
@@ -114,7 +128,7 @@ fn websocket() -> Vec<u8> {
     let close_c = ws_frame(8, Some(key), &1000u16.to_be_bytes());
     let close_s = ws_frame(8, None, &1000u16.to_be_bytes());
     let (mut c, mut v) = (1u32, 1u32);
-    let mut next = |n: &mut u32, len: usize| {
+    let next = |n: &mut u32, len: usize| {
         let old = *n;
         *n += len as u32;
         old
@@ -146,8 +160,12 @@ fn golden(name: &str, got: &[u8]) {
         std::fs::write(&path, got).unwrap();
         return;
     }
-    let want = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create)", path.display()));
+    let want = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create)",
+            path.display()
+        )
+    });
     if want != got {
         let tmp = std::env::temp_dir().join(format!("ladder-got-{name}"));
         let _ = std::fs::write(&tmp, got);
@@ -234,9 +252,7 @@ fn zero_window_and_probes() {
 fn websocket_upgrade_and_frames() {
     let text = check("websocket", &websocket());
     assert!(line_with(&text, "\"GET /chat HTTP/1.1\"").contains("WebSocket upgrade"));
-    assert!(
-        line_with(&text, "\"HTTP/1.1 101 Switching Protocols\"").contains("WebSocket accepted")
-    );
+    assert!(line_with(&text, "\"HTTP/1.1 101 Switching Protocols\"").contains("WebSocket accepted"));
     assert!(line_with(&text, "WS text FIN masked len=5 \"Hello\"").contains("--->|"));
     assert!(line_with(&text, "WS text FIN len=5 \"Hello\"").contains("|<---"));
     assert!(line_with(&text, "WS close 1000 masked").contains("--->|"));
@@ -247,9 +263,16 @@ fn websocket_upgrade_and_frames() {
 fn max_cuts_the_drawing_and_says_so() {
     let trace = ladder::load(&retransmission()[..]).unwrap();
     let text = ladder::text::render(&trace, 0, 5);
-    assert_eq!(text.lines().filter(|l| l.contains("|---- ") || l.contains("|<--- ")).count(), 5);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("|---- ") || l.contains("|<--- "))
+            .count(),
+        5
+    );
     assert!(text.contains("... 13 more segments not drawn (--max 5) ..."));
-    assert!(text.contains("18 segments, 8000 payload bytes; 5 drawn, 13 more not drawn (raise --max)"));
+    assert!(
+        text.contains("18 segments, 8000 payload bytes; 5 drawn, 13 more not drawn (raise --max)")
+    );
     let svg = ladder::svg::render(&trace, 0, 5);
     assert!(svg.contains("13 more segments not drawn (--max 5)"));
 }
@@ -262,10 +285,20 @@ fn cli_draws_text_and_svg() {
     std::fs::write(&pcap, http(Framing::Raw)).unwrap();
     let svg = dir.join("out.svg");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ustack"))
-        .args(["ladder", pcap.to_str().unwrap(), "--text", "--svg", svg.to_str().unwrap()])
+        .args([
+            "ladder",
+            pcap.to_str().unwrap(),
+            "--text",
+            "--svg",
+            svg.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want = ladder::text::render(&ladder::load(&http(Framing::Raw)[..]).unwrap(), 0, 200);
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<?xml"));

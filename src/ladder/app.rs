@@ -269,8 +269,9 @@ mod tests {
 
     #[test]
     fn status_line() {
-        let h = http_head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi")
-            .unwrap();
+        let h =
+            http_head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi")
+                .unwrap();
         assert_eq!(h.line, "HTTP/1.1 101 Switching Protocols");
         assert_eq!(h.status, Some(101));
         assert!(h.websocket_upgrade);

@@ -328,10 +328,7 @@ impl Connection {
         } else if seg_len > 0 {
             match side.next {
                 Some(n) if seq < n => {
-                    let fills_hole = side
-                        .holes
-                        .iter()
-                        .any(|&(l, r)| seq < r && end > l);
+                    let fills_hole = side.holes.iter().any(|&(l, r)| seq < r && end > l);
                     tags.push(if fills_hole {
                         Tag::OutOfOrder
                     } else {
@@ -370,13 +367,10 @@ impl Connection {
         // Probes do not advance `next`: the probed byte is sent again when
         // the window opens, and that segment is then in order.
         if seg_len > 0 && !keepalive_like && !tags.contains(&Tag::ZeroWindowProbe) {
-            match side.next {
-                Some(n) if seq > n => {
-                    if side.holes.len() < MAX_HOLES {
-                        side.holes.push((n, seq));
-                    }
+            if let Some(n) = side.next {
+                if seq > n && side.holes.len() < MAX_HOLES {
+                    side.holes.push((n, seq));
                 }
-                _ => {}
             }
             side.holes.retain(|&(l, r)| !(seq <= l && end >= r));
             side.next = Some(side.next.map_or(end, |n| n.max(end)));

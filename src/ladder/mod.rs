@@ -76,7 +76,9 @@ pub enum LadderError {
     UnsupportedLinkType(u32),
     #[error("pcap record {index} at byte {offset} is truncated (the capture file was cut short)")]
     TruncatedRecord { index: usize, offset: u64 },
-    #[error("pcap record {index} at byte {offset} claims {len} bytes, more than the 262144-byte limit")]
+    #[error(
+        "pcap record {index} at byte {offset} claims {len} bytes, more than the 262144-byte limit"
+    )]
     RecordTooLong { index: usize, offset: u64, len: u32 },
     #[error("no TCP connection found in the capture ({0})")]
     NoTcp(String),
@@ -115,7 +117,10 @@ impl Skipped {
             (self.not_ipv4, "non-IPv4 frames"),
             (self.not_tcp, "non-TCP packets"),
             (self.fragments, "IP fragments"),
-            (self.too_many_connections, "segments of connections over the limit"),
+            (
+                self.too_many_connections,
+                "segments of connections over the limit",
+            ),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {what}"));
@@ -222,9 +227,13 @@ pub fn load<R: Read>(input: R) -> Result<Trace, LadderError> {
                     trace.skipped.too_many_connections += 1;
                     continue;
                 }
-                // The client sent the SYN; a SYN-ACK comes from the server;
-                // otherwise guess the sender of the first segment.
-                let (client, server) = if tcp.flags.syn() && tcp.flags.ack() {
+                // The client sent the SYN; a SYN-ACK comes from the server.
+                // Without a handshake, guess like Wireshark: the server has
+                // the lower (well-known) port.
+                let f = tcp.flags;
+                let (client, server) = if f.syn() && !f.ack() {
+                    (src, dst)
+                } else if f.syn() || src.port() < dst.port() {
                     (dst, src)
                 } else {
                     (src, dst)
@@ -326,10 +335,7 @@ impl Trace {
     pub fn footer(&self, conn: &Connection, max: usize) -> Vec<String> {
         let mut lines = Vec::new();
         let shown = conn.segments.len().min(max);
-        let mut l = format!(
-            "{} segments, {} payload bytes",
-            conn.packets, conn.bytes
-        );
+        let mut l = format!("{} segments, {} payload bytes", conn.packets, conn.bytes);
         if shown < conn.packets {
             l.push_str(&format!(
                 "; {} drawn, {} more not drawn (raise --max)",

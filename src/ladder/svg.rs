@@ -130,7 +130,12 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
     for seg in segs {
         if let Some(p) = prev {
             let gap = seg.time.saturating_sub(p.time).as_secs_f64();
-            y += ROW + if p.tags.is_empty() && p.app.is_empty() { 0.0 } else { LINE2 };
+            y += ROW
+                + if p.tags.is_empty() && p.app.is_empty() {
+                    0.0
+                } else {
+                    LINE2
+                };
             y += gap_px(gap);
             if gap >= 1.0 {
                 // An idle break: a gray note between the timelines.
@@ -315,7 +320,11 @@ fn draw_segment(out: &mut String, seg: &Segment, y: f64, angle: f64) {
         y + 4.0,
         class_id(class)
     );
-    let text_colour = if class == Class::Normal { "#222222" } else { colour };
+    let text_colour = if class == Class::Normal {
+        "#222222"
+    } else {
+        colour
+    };
     let _ = writeln!(
         out,
         r##"<text x="{cx:.1}" y="{:.1}" class="lbl" fill="{text_colour}" style="fill:{text_colour}" transform="rotate({rot:.3} {cx:.1} {cy:.1})">{}</text>"##,

@@ -174,8 +174,10 @@ impl Synth {
 
     /// Add an arbitrary record (e.g. a malformed packet) at `at_micros`.
     pub fn raw(&mut self, at_micros: u64, packet: &[u8]) {
-        self.records
-            .push((self.start + Duration::from_micros(at_micros), packet.to_vec()));
+        self.records.push((
+            self.start + Duration::from_micros(at_micros),
+            packet.to_vec(),
+        ));
     }
 
     /// The pcap file.
@@ -204,9 +206,18 @@ fn write_framed(f: Framing, records: &[(Duration, Vec<u8>)]) -> Vec<u8> {
     let (magic, link) = match f {
         Framing::Raw => (super::capture::MAGIC_MICROS, super::capture::LINKTYPE_RAW),
         Framing::RawBigEndianNanos => (super::capture::MAGIC_NANOS, super::capture::LINKTYPE_RAW),
-        Framing::Ethernet => (super::capture::MAGIC_MICROS, super::capture::LINKTYPE_ETHERNET),
-        Framing::LinuxSll => (super::capture::MAGIC_MICROS, super::capture::LINKTYPE_LINUX_SLL),
-        Framing::LinuxSll2 => (super::capture::MAGIC_MICROS, super::capture::LINKTYPE_LINUX_SLL2),
+        Framing::Ethernet => (
+            super::capture::MAGIC_MICROS,
+            super::capture::LINKTYPE_ETHERNET,
+        ),
+        Framing::LinuxSll => (
+            super::capture::MAGIC_MICROS,
+            super::capture::LINKTYPE_LINUX_SLL,
+        ),
+        Framing::LinuxSll2 => (
+            super::capture::MAGIC_MICROS,
+            super::capture::LINKTYPE_LINUX_SLL2,
+        ),
     };
     let mut out = Vec::new();
     out.extend_from_slice(&u32b(magic));

@@ -54,13 +54,15 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
         .max(client.len() + server.len() + 4)
         .clamp(MIN_WIDTH, MAX_WIDTH);
 
-    let mut out = format!(
-        "TCP connection #{idx}: client {client} (left) <-> server {server} (right)\n\n"
-    );
+    let mut out =
+        format!("TCP connection #{idx}: client {client} (left) <-> server {server} (right)\n\n");
     // Header: the client's address over the left column, the server's
     // right-aligned over the right column.
     let pad = (w + 2).saturating_sub(client.len() + server.len());
-    out.push_str(&format!("  time(ms)   {client}{}{server}\n", " ".repeat(pad)));
+    out.push_str(&format!(
+        "  time(ms)   {client}{}{server}\n",
+        " ".repeat(pad)
+    ));
 
     let mut prev: Option<std::time::Duration> = None;
     for (seg, lab) in segs.iter().zip(&labels) {
@@ -75,7 +77,10 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
         }
         prev = Some(seg.time);
         let ms = seg.time.as_secs_f64() * 1000.0;
-        out.push_str(&format!("{ms:>10.3}   |{}|\n", arrow(lab, w, seg.from_client)));
+        out.push_str(&format!(
+            "{ms:>10.3}   |{}|\n",
+            arrow(lab, w, seg.from_client)
+        ));
     }
     if c.segments.len() > segs.len() || c.not_stored > 0 {
         let more = c.packets - segs.len();
