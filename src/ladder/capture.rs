@@ -283,3 +283,99 @@ fn ip_if_v4(data: &[u8]) -> Frame<'_> {
         Some(_) => Frame::NotIpv4,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: [u8; 4] = [0x45, 0, 0, 20];
+
+    #[test]
+    fn ethernet_plain_and_vlan() {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&IP);
+        assert_eq!(strip_link_layer(LINKTYPE_ETHERNET, &f), Frame::Ipv4(&IP));
+        let mut v = vec![0u8; 12];
+        v.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]);
+        v.extend_from_slice(&IP);
+        assert_eq!(strip_link_layer(LINKTYPE_ETHERNET, &v), Frame::Ipv4(&IP));
+        let mut arp = vec![0u8; 12];
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1]);
+        assert_eq!(strip_link_layer(LINKTYPE_ETHERNET, &arp), Frame::NotIpv4);
+        // IPv6 ethertype, and an Ethernet header cut short.
+        let mut v6 = vec![0u8; 12];
+        v6.extend_from_slice(&[0x86, 0xdd, 0x60]);
+        assert_eq!(strip_link_layer(LINKTYPE_ETHERNET, &v6), Frame::NotIpv4);
+        for cut in 0..14 {
+            assert_eq!(
+                strip_link_layer(LINKTYPE_ETHERNET, &f[..cut]),
+                Frame::Malformed
+            );
+        }
+        // Ethertype IPv4 but version 6 inside; and nothing after the header.
+        let mut bad = f[..14].to_vec();
+        bad.push(0x60);
+        assert_eq!(strip_link_layer(LINKTYPE_ETHERNET, &bad), Frame::NotIpv4);
+        assert_eq!(
+            strip_link_layer(LINKTYPE_ETHERNET, &f[..14]),
+            Frame::Malformed
+        );
+    }
+
+    #[test]
+    fn null_loop_sll_sll2() {
+        let mut n = 2u32.to_le_bytes().to_vec();
+        n.extend_from_slice(&IP);
+        assert_eq!(strip_link_layer(LINKTYPE_NULL, &n), Frame::Ipv4(&IP));
+        let mut l = 2u32.to_be_bytes().to_vec();
+        l.extend_from_slice(&IP);
+        assert_eq!(strip_link_layer(LINKTYPE_LOOP, &l), Frame::Ipv4(&IP));
+        let mut n6 = 30u32.to_le_bytes().to_vec();
+        n6.extend_from_slice(&IP);
+        assert_eq!(strip_link_layer(LINKTYPE_NULL, &n6), Frame::NotIpv4);
+
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&IP);
+        assert_eq!(strip_link_layer(LINKTYPE_LINUX_SLL, &sll), Frame::Ipv4(&IP));
+        assert_eq!(
+            strip_link_layer(LINKTYPE_LINUX_SLL, &sll[..15]),
+            Frame::Malformed
+        );
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&IP);
+        assert_eq!(
+            strip_link_layer(LINKTYPE_LINUX_SLL2, &sll2),
+            Frame::Ipv4(&IP)
+        );
+        sll2[1] = 0x06;
+        assert_eq!(strip_link_layer(LINKTYPE_LINUX_SLL2, &sll2), Frame::NotIpv4);
+        assert_eq!(
+            strip_link_layer(LINKTYPE_LINUX_SLL2, &sll2[..19]),
+            Frame::Malformed
+        );
+        assert_eq!(strip_link_layer(LINKTYPE_RAW, &[]), Frame::Malformed);
+        assert_eq!(strip_link_layer(LINKTYPE_RAW, &[0x60]), Frame::NotIpv4);
+    }
+
+    #[test]
+    fn header_byte_orders_and_link_type_fcs_bits() {
+        for (magic, be) in [
+            (MAGIC_MICROS, false),
+            (MAGIC_NANOS, false),
+            (MAGIC_MICROS, true),
+            (MAGIC_NANOS, true),
+        ] {
+            let w = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+            let mut h = w(magic).to_vec();
+            h.extend_from_slice(&[0u8; 12]);
+            h.extend_from_slice(&w(65535));
+            // FCS bits set in the upper nibble: still Ethernet.
+            h.extend_from_slice(&w(0x1000_0001));
+            let s = PcapStream::new(&h[..]).unwrap();
+            assert_eq!(s.link_type(), LINKTYPE_ETHERNET);
+        }
+    }
+}

@@ -405,3 +405,109 @@ pub fn run(a: &LadderArgs) -> Result<(), LadderError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::synth::{Synth, C2S, S2C};
+    use super::*;
+    use crate::wire::TcpFlags;
+
+    const A: TcpFlags = TcpFlags::ACK;
+
+    fn trace(f: impl FnOnce(&mut Synth)) -> Trace {
+        let mut s = Synth::new(
+            "10.0.0.1:40000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        f(&mut s);
+        load(&s.finish()[..]).unwrap()
+    }
+
+    fn tags(t: &Trace) -> Vec<Vec<Tag>> {
+        t.connections[0]
+            .segments
+            .iter()
+            .map(|s| s.tags.clone())
+            .collect()
+    }
+
+    #[test]
+    fn keepalive_out_of_order_gap_and_window_update() {
+        let t = trace(|s| {
+            s.send(0, C2S, Synth::seg(A, 1, 1, 100).with_payload(&[1; 10]));
+            // 11..21 is delayed: 21..31 arrives first.
+            s.send(1, C2S, Synth::seg(A, 21, 1, 100).with_payload(&[1; 10]));
+            s.send(2, C2S, Synth::seg(A, 11, 1, 100).with_payload(&[1; 10]));
+            s.send(3, S2C, Synth::seg(A, 1, 31, 100));
+            s.send(4, S2C, Synth::seg(A, 1, 31, 200));
+            // Keepalive: one byte before snd.nxt, empty.
+            s.send(5, C2S, Synth::seg(A, 30, 1, 100));
+            s.send(6, S2C, Synth::seg(A, 1, 31, 200));
+        });
+        assert_eq!(
+            tags(&t),
+            vec![
+                vec![],
+                vec![Tag::PrevNotCaptured],
+                vec![Tag::OutOfOrder],
+                vec![],
+                vec![Tag::WindowUpdate],
+                vec![Tag::KeepAlive],
+                vec![],
+            ]
+        );
+        // No SYN captured: relative numbers start at the first seen.
+        assert_eq!(t.connections[0].segments[0].seq, 0);
+        assert_eq!(t.connections[0].segments[3].ack, Some(30));
+        // No window scale negotiated: windows are raw.
+        assert_eq!(t.connections[0].segments[4].window, 200);
+    }
+
+    #[test]
+    fn wscale_only_when_both_sides_offer_it() {
+        let t = trace(|s| {
+            s.send(0, C2S, Synth::syn(1000).with_syn_options(7));
+            s.send(1, S2C, Synth::syn(1000).with_ack(1)); // no options
+            s.send(2, C2S, Synth::seg(A, 1, 1, 10));
+        });
+        assert_eq!(t.connections[0].segments[2].window, 10);
+        assert_eq!(
+            t.connections[0].segments[0].options,
+            vec!["mss 1460", "sackOK", "TS", "wscale 7"]
+        );
+    }
+
+    #[test]
+    fn several_connections_listed_and_selected() {
+        let t = trace(|s| {
+            s.send(0, C2S, Synth::syn(1000));
+            s.send(1, S2C, Synth::seg(TcpFlags::RST | A, 0, 1, 0));
+            // The same 4-tuple again after the RST: a new connection.
+            s.send(1_500_000, C2S, Synth::syn(1000));
+        });
+        assert_eq!(t.connections.len(), 2);
+        assert_eq!(t.select(Select::Index(1)).unwrap(), 1);
+        assert_eq!(
+            t.list(),
+            "2 TCP connections:\n  \
+             #0          10.0.0.1:40000 -> 10.0.0.2:80                2 packets          0 bytes  first at 0.000 s\n  \
+             #1          10.0.0.1:40000 -> 10.0.0.2:80                1 packets          0 bytes  first at 1.500 s\n"
+        );
+        assert_eq!(t.connections[0].segments[1].tags, vec![Tag::Rst]);
+        assert_eq!(t.connections[0].segments[1].class(), Class::Rst);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        // The server's ISN is 3e9: 1.3e9 bytes later its numbers wrap.
+        let t = trace(|s| {
+            s.send(0, S2C, Synth::syn(1000).with_ack(1));
+            s.send(
+                1,
+                S2C,
+                Synth::seg(A, 1_300_000_001, 1, 9).with_payload(&[0; 5]),
+            );
+        });
+        assert_eq!(t.connections[0].segments[1].seq, 1_300_000_001);
+    }
+}

@@ -50,7 +50,7 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let client = c.client.to_string();
     let server = c.server.to_string();
-    let w = (longest + 9)
+    let w = (longest + 10)
         .max(client.len() + server.len() + 4)
         .clamp(MIN_WIDTH, MAX_WIDTH);
 
@@ -98,17 +98,18 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
 
 /// `---- label ------>` or `<--- label -------`, exactly `w` characters.
 fn arrow(label: &str, w: usize, rightwards: bool) -> String {
-    let room = w - 9; // "---- " + " " + at least 3 dashes
+    let room = w - 10; // "---- " + " " + at least 3 dashes + ">"
     let mut lab: String = label.chars().take(room).collect();
     if label.chars().count() > room {
         lab = label.chars().take(room - 3).collect();
         lab.push_str("...");
     }
-    let fill = w - 6 - lab.chars().count();
+    // "---- " + label + " " + dashes + ">" (or "<--- " + label + " " + dashes).
+    let dashes = w - 6 - lab.chars().count();
     if rightwards {
-        format!("---- {lab} {}>", "-".repeat(fill))
+        format!("---- {lab} {}>", "-".repeat(dashes - 1))
     } else {
-        format!("<--- {lab} {}", "-".repeat(fill + 1))
+        format!("<--- {lab} {}", "-".repeat(dashes))
     }
 }
 
