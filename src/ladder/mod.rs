@@ -365,7 +365,7 @@ pub struct LadderArgs {
     /// Write an SVG drawing to this file.
     #[arg(long, value_name = "OUT.svg")]
     pub svg: Option<PathBuf>,
-    /// Print the text drawing (the default when no --svg is given).
+    /// Print the text drawing (the default without --svg, or when stdout is a terminal).
     #[arg(long)]
     pub text: bool,
     /// Draw at most this many segments.
@@ -397,7 +397,9 @@ pub fn run(a: &LadderArgs) -> Result<(), LadderError> {
         })?;
         eprintln!("wrote {}", path.display());
     }
-    if a.text || a.svg.is_none() {
+    // Text is the default, and is also printed next to an SVG when stdout
+    // is a terminal (someone is looking).
+    if a.text || a.svg.is_none() || std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         let out = text::render(&trace, idx, max);
         let mut so = std::io::stdout().lock();
         // A closed pipe (`| head`) is not an error worth reporting.
