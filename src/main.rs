@@ -24,9 +24,12 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Run the stack and its services on a TUN device.
     Serve(ServeArgs),
+    /// Draw a TCP connection from a pcap file as a time-sequence (ladder) diagram.
+    Ladder(ustack::ladder::LadderArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -123,6 +126,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve(a),
+        Command::Ladder(a) => {
+            return match ustack::ladder::run(&a) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ustack ladder: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
