@@ -388,6 +388,12 @@ impl Tcb {
         self.timers = [None; TIMERS];
         self.set_state(State::Closed);
         self.notify = true;
+        // Nothing but a RST (set by the caller) may leave a closed connection.
+        self.ack_now = false;
+        self.zwp_now = false;
+        self.keepalive_now = false;
+        self.retransmit_una = false;
+        self.challenge_pending = false;
     }
 
     // ----------------------------------------------------------- app calls
@@ -630,6 +636,9 @@ impl Tcb {
     /// Does the socket have a segment to send right now? (cheap check used
     /// to decide whether to queue it for transmission)
     pub fn wants_dispatch(&self) -> bool {
+        if self.state == State::Closed {
+            return self.rst_pending;
+        }
         self.rst_pending
             || self.ack_now
             || self.zwp_now
