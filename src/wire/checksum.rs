@@ -17,21 +17,31 @@ use std::net::Ipv4Addr;
 /// (an odd last byte is padded with a zero byte, RFC 1071 section 4.1).
 /// Valid for any input up to many gigabytes without overflow.
 pub fn sum(data: &[u8]) -> u64 {
-    let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
+    // RFC 1071 2(B): the one's complement sum does not depend on byte
+    // order, so we add the data as *native* (little-endian) 32-bit halves
+    // of 8-byte words — no byte swap per word, two independent
+    // accumulators the CPU can run in parallel — and swap the folded
+    // 16-bit result once at the end. Carries pile up in the high bits of
+    // the 64-bit accumulators (safe for gigabytes of input).
+    let mut a0: u64 = 0;
+    let mut a1: u64 = 0;
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        acc += (w >> 32) + (w & 0xffff_ffff);
+        let w0 = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let w1 = u64::from_le_bytes([c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15]]);
+        a0 += (w0 & 0xffff_ffff) + (w0 >> 32);
+        a1 += (w1 & 0xffff_ffff) + (w1 >> 32);
     }
+    // The tail starts at an even offset: pad it with zeros (RFC 1071 4.1).
     let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
-    }
-    if let [last] = pairs.remainder() {
-        acc += u64::from(*last) << 8;
-    }
-    acc
+    let mut tail = [0u8; 16];
+    tail[..rest.len()].copy_from_slice(rest);
+    let w0 = u64::from_le_bytes([tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7]]);
+    let w1 = u64::from_le_bytes([tail[8], tail[9], tail[10], tail[11], tail[12], tail[13], tail[14], tail[15]]);
+    a0 += (w0 & 0xffff_ffff) + (w0 >> 32);
+    a1 += (w1 & 0xffff_ffff) + (w1 >> 32);
+    let le = fold((a0 & 0xffff_ffff_ffff) + (a0 >> 48) + (a1 & 0xffff_ffff_ffff) + (a1 >> 48));
+    u64::from(le.swap_bytes())
 }
 
 /// Fold carries until the sum fits in 16 bits (the one's complement sum,
