@@ -65,7 +65,11 @@ fn chromium_renders_the_front_page() {
     let profile = env.dir.join("chromium-profile");
     let mut argv: Vec<String> = vec!["timeout".into(), "90".into(), chromium.into()];
     argv.extend(chromium_args(profile.to_str().unwrap()));
-    argv.extend(["--virtual-time-budget=3000".into(), "--dump-dom".into(), url.clone()]);
+    argv.extend([
+        "--virtual-time-budget=3000".into(),
+        "--dump-dom".into(),
+        url.clone(),
+    ]);
     let argv_ref: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = env.ns_cmd(&argv_ref);
     let dom = String::from_utf8_lossy(&out.stdout);
@@ -74,8 +78,14 @@ fn chromium_renders_the_front_page() {
         "chromium --dump-dom: {}\n{dom}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(dom.contains("<h1>ustack</h1>"), "heading in the DOM:\n{dom}");
-    assert!(dom.contains("id=\"messages\""), "chat UI in the DOM:\n{dom}");
+    assert!(
+        dom.contains("<h1>ustack</h1>"),
+        "heading in the DOM:\n{dom}"
+    );
+    assert!(
+        dom.contains("id=\"messages\""),
+        "chat UI in the DOM:\n{dom}"
+    );
     // chat.js ran: the stats panel was connected to /ws/stats.
     assert!(
         !dom.contains("connecting to <code>/ws/stats</code>"),
@@ -101,7 +111,10 @@ fn chromium_renders_the_front_page() {
         String::from_utf8_lossy(&out.stderr)
     );
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5000, "a real PNG");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5000,
+        "a real PNG"
+    );
     eprintln!("screenshot: {}", shot.display());
 }
 

@@ -27,13 +27,16 @@ type Ws = WebSocket<TcpStream>;
 /// Open a WebSocket to `path` (optionally offering `protocol`).
 fn ws_connect(to: SocketAddr, path: &str, protocol: Option<&str>) -> (Ws, Option<String>) {
     let stream = connect(to);
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut req = format!("ws://{to}{path}").into_client_request().unwrap();
     if let Some(p) = protocol {
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
     }
-    let (ws, resp) = tungstenite::client(req, stream).unwrap_or_else(|e| panic!("handshake {path}: {e}"));
+    let (ws, resp) =
+        tungstenite::client(req, stream).unwrap_or_else(|e| panic!("handshake {path}: {e}"));
     let proto = resp
         .headers()
         .get("Sec-WebSocket-Protocol")
@@ -89,7 +92,9 @@ fn echo_text_and_binary_of_many_sizes() {
             let bin = payload(len, i as u64);
             ws.send(Message::binary(bin.clone())).unwrap();
             match next_data(&mut ws) {
-                Message::Binary(b) => assert!(b[..] == bin[..], "binary echo of {len} bytes differs"),
+                Message::Binary(b) => {
+                    assert!(b[..] == bin[..], "binary echo of {len} bytes differs")
+                }
                 m => panic!("binary {len}: got {m:?}"),
             }
             // Text: ASCII and multi-byte UTF-8 ("é" is 2 bytes, "€" 3).
@@ -127,16 +132,32 @@ fn echo_of_fragmented_messages_with_interleaved_ping() {
         let (mut ws, _) = ws_connect(to, "/ws/echo", None);
         // Text in three fragments, a ping between two of them (RFC 6455 5.4:
         // control frames may be injected in the middle of a fragmented message).
-        ws.write(Message::Frame(Frame::message(&b"Hel"[..], OpCode::Data(Data::Text), false)))
-            .unwrap();
-        ws.write(Message::Frame(Frame::message(&b"lo, "[..], OpCode::Data(Data::Continue), false)))
-            .unwrap();
+        ws.write(Message::Frame(Frame::message(
+            &b"Hel"[..],
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .unwrap();
+        ws.write(Message::Frame(Frame::message(
+            &b"lo, "[..],
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .unwrap();
         ws.write(Message::Ping(b"p1".to_vec().into())).unwrap();
         // A 2-byte UTF-8 character split across two fragments.
-        ws.write(Message::Frame(Frame::message(&b"w\xc3"[..], OpCode::Data(Data::Continue), false)))
-            .unwrap();
-        ws.write(Message::Frame(Frame::message(&b"\xb6rld"[..], OpCode::Data(Data::Continue), true)))
-            .unwrap();
+        ws.write(Message::Frame(Frame::message(
+            &b"w\xc3"[..],
+            OpCode::Data(Data::Continue),
+            false,
+        )))
+        .unwrap();
+        ws.write(Message::Frame(Frame::message(
+            &b"\xb6rld"[..],
+            OpCode::Data(Data::Continue),
+            true,
+        )))
+        .unwrap();
         ws.flush().unwrap();
         let mut got_pong = false;
         let text = loop {
@@ -150,14 +171,21 @@ fn echo_of_fragmented_messages_with_interleaved_ping() {
             }
         };
         assert_eq!(text, "Hello, wörld");
-        assert!(got_pong, "the ping inside the fragmented message was answered first");
+        assert!(
+            got_pong,
+            "the ping inside the fragmented message was answered first"
+        );
 
         // Binary: 300 KB in 3 fragments of 100 KB.
         let data = payload(300_000, 9);
         for (i, part) in data.chunks(100_000).enumerate() {
             let op = if i == 0 { Data::Binary } else { Data::Continue };
-            ws.write(Message::Frame(Frame::message(part.to_vec(), OpCode::Data(op), i == 2)))
-                .unwrap();
+            ws.write(Message::Frame(Frame::message(
+                part.to_vec(),
+                OpCode::Data(op),
+                i == 2,
+            )))
+            .unwrap();
         }
         ws.flush().unwrap();
         match next_data(&mut ws) {
@@ -210,18 +238,30 @@ fn handshake_subprotocols_versions_and_bad_keys() {
     let to = env.sock(80);
     env.in_ns(|| {
         // RFC 6455 1.3 example key → accept value.
-        let ok = raw_handshake(to, "/ws/echo", &format!("{KEY}Sec-WebSocket-Version: 13\r\n"));
+        let ok = raw_handshake(
+            to,
+            "/ws/echo",
+            &format!("{KEY}Sec-WebSocket-Version: 13\r\n"),
+        );
         assert!(ok.starts_with("HTTP/1.1 101 "), "{ok}");
-        assert!(has_header(&ok, "Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{ok}");
+        assert!(
+            has_header(&ok, "Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{ok}"
+        );
 
         // chat.v1 offered on /ws/chat → selected.
         let chat = raw_handshake(
             to,
             "/ws/chat/hs",
-            &format!("{KEY}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: other, chat.v1\r\n"),
+            &format!(
+                "{KEY}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: other, chat.v1\r\n"
+            ),
         );
         assert!(chat.starts_with("HTTP/1.1 101 "), "{chat}");
-        assert!(has_header(&chat, "Sec-WebSocket-Protocol", "chat.v1"), "{chat}");
+        assert!(
+            has_header(&chat, "Sec-WebSocket-Protocol", "chat.v1"),
+            "{chat}"
+        );
 
         // chat.v1 offered on /ws/echo → accepted without the header.
         let echo = raw_handshake(
@@ -236,7 +276,11 @@ fn handshake_subprotocols_versions_and_bad_keys() {
         );
 
         // Version 8 → 426 naming the version we speak (RFC 6455 4.4).
-        let v8 = raw_handshake(to, "/ws/echo", &format!("{KEY}Sec-WebSocket-Version: 8\r\n"));
+        let v8 = raw_handshake(
+            to,
+            "/ws/echo",
+            &format!("{KEY}Sec-WebSocket-Version: 8\r\n"),
+        );
         assert!(v8.starts_with("HTTP/1.1 426 "), "{v8}");
         assert!(has_header(&v8, "Sec-WebSocket-Version", "13"), "{v8}");
 
@@ -253,7 +297,11 @@ fn handshake_subprotocols_versions_and_bad_keys() {
         let r = raw_handshake(to, "/ws/echo", "Sec-WebSocket-Version: 13\r\n");
         assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
         // Unknown endpoint → 404.
-        let r = raw_handshake(to, "/ws/nope", &format!("{KEY}Sec-WebSocket-Version: 13\r\n"));
+        let r = raw_handshake(
+            to,
+            "/ws/nope",
+            &format!("{KEY}Sec-WebSocket-Version: 13\r\n"),
+        );
         assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
     });
 }
@@ -323,7 +371,10 @@ fn chat_room_relays_between_two_clients() {
             .unwrap();
         match other.read() {
             Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             r => panic!("another room received {r:?}"),
         }
     });
@@ -344,12 +395,26 @@ fn stats_are_pushed_every_second_unasked() {
             let doc = next_text(&mut ws);
             times.push(t0.elapsed());
             assert!(doc.starts_with('{') && doc.ends_with('}'), "{doc}");
-            for key in ["packets_in", "packets_out", "drops_total", "retransmissions", "connections_live"] {
+            for key in [
+                "packets_in",
+                "packets_out",
+                "drops_total",
+                "retransmissions",
+                "connections_live",
+            ] {
                 assert!(doc.contains(&format!("\"{key}\":")), "{key} in {doc}");
             }
-            uptimes.push(json_field(&doc, "uptime_ms").unwrap().parse::<u64>().unwrap());
+            uptimes.push(
+                json_field(&doc, "uptime_ms")
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
         }
-        assert!(times[0] < Duration::from_millis(500), "first push at once: {times:?}");
+        assert!(
+            times[0] < Duration::from_millis(500),
+            "first push at once: {times:?}"
+        );
         for w in times.windows(2) {
             let gap = w[1] - w[0];
             assert!(
