@@ -462,6 +462,7 @@ fn python_websockets_echo_and_chat() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(so.contains("ws_client.py: OK"), "{so}");
+    eprint!("{so}");
 }
 
 // ---------------------------------------------------------------- Autobahn
