@@ -64,6 +64,7 @@ macro_rules! embed {
 pub static EMBEDDED: &[EmbeddedFile] = &[
     embed!("/index.html"),
     embed!("/style.css"),
+    embed!("/chat.js"),
     embed!("/http/index.html"),
 ];
 
