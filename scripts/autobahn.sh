@@ -8,6 +8,7 @@
 #           std-based example server: ws://127.0.0.1:9001/ws/echo
 #   CASES   comma-separated case patterns, default "*" (all 517 cases);
 #           --quick runs sections 1-11 (301 cases, no compression 12/13).
+#           --install-only installs the suite and exits.
 #
 # The suite is Python 2 only. It is installed on first use into
 # ${USTACK_CACHE:-$HOME/.cache/ustack}/AB (a Python 2.7 virtualenv made by
@@ -26,6 +27,7 @@ args=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=1 ;;
+        --install-only) install_only=1 ;;
         -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) args+=("$a") ;;
     esac
@@ -55,6 +57,7 @@ install_suite() {
 }
 
 [ -x "$cache/AB/bin/wstest" ] || install_suite
+[ "${install_only:-0}" = 1 ] && { echo "autobahn.sh: installed in $cache/AB"; exit 0; }
 
 if [ -z "$cases" ]; then
     if [ "$quick" = 1 ]; then
