@@ -337,3 +337,36 @@ fn unprivileged_user_gets_permission_message() {
         "{err}"
     );
 }
+
+/// Offload settings outlive the process on a persistent TUN device: after a
+/// run with offloads (the default), a `--no-offload` run on the same device
+/// must still get complete checksums from the kernel (it resets them).
+/// Regression: the plain run dropped every SYN as `bad_tcp_checksum`.
+#[test]
+fn plain_mode_after_offload_mode_on_the_same_device() {
+    let Some(mut env) = e2e_env() else { return };
+    let to = env.sock(7);
+    env.in_ns(|| echo_roundtrip(to, 300_000, 11));
+    assert!(env.stop().success());
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &env.ns, env!("CARGO_BIN_EXE_ustack"), "serve", "--tun", &env.tun])
+        .args(["--addr", &env.addr.to_string(), "--no-offload", "--http-port", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ustack again");
+    let ok = env.in_ns(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_ok() {
+                echo_roundtrip(to, 300_000, 12);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "the --no-offload run on a device last used with offloads accepted no connection");
+}

@@ -213,6 +213,16 @@ impl TunDevice {
             });
         }
 
+        if !offload.tso {
+            // Offload settings outlive the fd on a persistent device: a
+            // previous run with offloads would leave the kernel sending us
+            // partial checksums we cannot see the header for. Reset them.
+            // SAFETY: TUNSETOFFLOAD takes the flags by value.
+            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, 0 as libc::c_ulong) };
+            if rc < 0 {
+                return Err(io_err("TUNSETOFFLOAD(0)", io::Error::last_os_error()));
+            }
+        }
         if offload.tso {
             let hdr_len: libc::c_int = VNET_HDR_LEN as libc::c_int;
             // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer.
