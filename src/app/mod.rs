@@ -20,12 +20,16 @@
 //! [`Stack`]; they never see packets, devices or clocks.
 
 pub mod echo;
+pub mod stats;
+pub mod web;
 
 use crate::iface::Stack;
 use crate::tcp::{Event, ListenerHandle, SocketHandle, TcpError};
 use crate::time::{min_deadline, Instant};
 use std::collections::HashMap;
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 /// One application protocol.
 ///
@@ -78,6 +82,8 @@ pub struct AppConfig {
     pub http_port: u16,
     /// Directory of static files served over HTTP.
     pub www: Option<PathBuf>,
+    /// Counters from the device chain (fault injection), shown in `/api/stats`.
+    pub device_stats: Rc<RefCell<stats::DeviceStats>>,
 }
 
 impl Default for AppConfig {
@@ -86,6 +92,7 @@ impl Default for AppConfig {
             echo_port: 7,
             http_port: 80,
             www: None,
+            device_stats: Rc::default(),
         }
     }
 }
@@ -129,8 +136,10 @@ impl App {
         if config.echo_port != 0 {
             app.add(stack, Box::new(echo::Echo::new(config.echo_port)))?;
         }
-        // The HTTP / WebSocket services are added here once they exist
-        // (config.http_port, config.www).
+        if config.http_port != 0 {
+            let web = web::WebConfig { port: config.http_port, www: config.www.clone(), ..Default::default() };
+            app.add(stack, Box::new(web::Web::new(web, config.device_stats.clone())))?;
+        }
         Ok(app)
     }
 

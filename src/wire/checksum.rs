@@ -61,7 +61,13 @@ pub fn checksum(data: &[u8]) -> u16 {
 pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u32) -> u32 {
     let s = u32::from(src);
     let d = u32::from(dst);
-    (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + u32::from(protocol) + (len >> 16) + (len & 0xffff)
+    (s >> 16)
+        + (s & 0xffff)
+        + (d >> 16)
+        + (d & 0xffff)
+        + u32::from(protocol)
+        + (len >> 16)
+        + (len & 0xffff)
 }
 
 /// Incremental update (RFC 1624 equation 3): the new checksum after one
@@ -79,7 +85,11 @@ mod tests {
     fn naive(data: &[u8]) -> u16 {
         let mut acc: u32 = 0;
         for c in data.chunks(2) {
-            let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from(c[0]) << 8
+            };
             acc += u32::from(w);
             acc = (acc & 0xffff) + (acc >> 16);
         }
@@ -123,8 +133,8 @@ mod tests {
     fn incremental_update_matches_recompute() {
         // A real IPv4 header; decrement its TTL (TTL and protocol share word 4).
         let mut h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
-            0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         let c = checksum(&h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
@@ -138,7 +148,12 @@ mod tests {
 
     #[test]
     fn pseudo_header() {
-        let s = pseudo_header_sum(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, 20);
+        let s = pseudo_header_sum(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            6,
+            20,
+        );
         assert_eq!(s, 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6 + 20);
     }
 }

@@ -50,7 +50,9 @@ pub enum DstUnreachable {
     PortUnreachable,
     /// Code 4: "fragmentation needed and DF set", with the next-hop MTU
     /// (RFC 1191 section 4; 0 from pre-RFC 1191 routers).
-    FragRequired { mtu: u16 },
+    FragRequired {
+        mtu: u16,
+    },
     SourceRouteFailed,
     NetUnknown,
     HostUnknown,
@@ -217,12 +219,26 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
 /// The meaning of an ICMPv4 message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Icmpv4Repr<'a> {
-    EchoRequest { ident: u16, seq_no: u16, data: &'a [u8] },
-    EchoReply { ident: u16, seq_no: u16, data: &'a [u8] },
+    EchoRequest {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+    EchoReply {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
     /// `header`: the quoted original IP header and (at least) the first 8
     /// bytes of its payload, as they are on the wire.
-    DstUnreachable { code: DstUnreachable, header: &'a [u8] },
-    TimeExceeded { code: TimeExceeded, header: &'a [u8] },
+    DstUnreachable {
+        code: DstUnreachable,
+        header: &'a [u8],
+    },
+    TimeExceeded {
+        code: TimeExceeded,
+        header: &'a [u8],
+    },
     /// Any other type, or an echo with a non-zero code. Emitted as an
     /// 8-byte header with zero rest-of-header.
     Other { msg_type: u8, code: u8 },
@@ -232,7 +248,9 @@ impl<'a> Icmpv4Repr<'a> {
     /// Validate (length, checksum) and read a message. An error message
     /// must quote at least a 20-byte IP header and 8 payload bytes
     /// (`BadIcmp` otherwise).
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Icmpv4Packet<&'a T>) -> Result<Icmpv4Repr<'a>, WireError> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &Icmpv4Packet<&'a T>,
+    ) -> Result<Icmpv4Repr<'a>, WireError> {
         packet.check_len()?;
         if !packet.verify_checksum() {
             return Err(WireError::BadChecksum);
@@ -241,12 +259,16 @@ impl<'a> Icmpv4Repr<'a> {
         let data = &bytes[HEADER_LEN..];
         let code = packet.msg_code();
         Ok(match (packet.msg_type(), code) {
-            (msg_type::ECHO_REQUEST, 0) => {
-                Icmpv4Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
-            }
-            (msg_type::ECHO_REPLY, 0) => {
-                Icmpv4Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data }
-            }
+            (msg_type::ECHO_REQUEST, 0) => Icmpv4Repr::EchoRequest {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            (msg_type::ECHO_REPLY, 0) => Icmpv4Repr::EchoReply {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
             (msg_type::DST_UNREACHABLE, _) => {
                 check_quoted(data)?;
                 let code = DstUnreachable::from_code(code, packet.next_hop_mtu());
@@ -254,9 +276,15 @@ impl<'a> Icmpv4Repr<'a> {
             }
             (msg_type::TIME_EXCEEDED, _) => {
                 check_quoted(data)?;
-                Icmpv4Repr::TimeExceeded { code: TimeExceeded::from_code(code), header: data }
+                Icmpv4Repr::TimeExceeded {
+                    code: TimeExceeded::from_code(code),
+                    header: data,
+                }
             }
-            (t, c) => Icmpv4Repr::Other { msg_type: t, code: c },
+            (t, c) => Icmpv4Repr::Other {
+                msg_type: t,
+                code: c,
+            },
         })
     }
 
@@ -264,8 +292,11 @@ impl<'a> Icmpv4Repr<'a> {
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN
             + match self {
-                Icmpv4Repr::EchoRequest { data, .. } | Icmpv4Repr::EchoReply { data, .. } => data.len(),
-                Icmpv4Repr::DstUnreachable { header, .. } | Icmpv4Repr::TimeExceeded { header, .. } => header.len(),
+                Icmpv4Repr::EchoRequest { data, .. } | Icmpv4Repr::EchoReply { data, .. } => {
+                    data.len()
+                }
+                Icmpv4Repr::DstUnreachable { header, .. }
+                | Icmpv4Repr::TimeExceeded { header, .. } => header.len(),
                 Icmpv4Repr::Other { .. } => 0,
             }
     }
@@ -280,7 +311,16 @@ impl<'a> Icmpv4Repr<'a> {
         let b = &mut packet.buffer.as_mut()[..len];
         b[field::UNUSED].copy_from_slice(&[0; 4]);
         let (t, c, body): (u8, u8, &[u8]) = match *self {
-            Icmpv4Repr::EchoRequest { ident, seq_no, data } | Icmpv4Repr::EchoReply { ident, seq_no, data } => {
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }
+            | Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            } => {
                 b[field::ECHO_IDENT].copy_from_slice(&ident.to_be_bytes());
                 b[field::ECHO_SEQNO].copy_from_slice(&seq_no.to_be_bytes());
                 let t = if matches!(self, Icmpv4Repr::EchoRequest { .. }) {
@@ -296,7 +336,9 @@ impl<'a> Icmpv4Repr<'a> {
                 }
                 (msg_type::DST_UNREACHABLE, code.code(), header)
             }
-            Icmpv4Repr::TimeExceeded { code, header } => (msg_type::TIME_EXCEEDED, code.code(), header),
+            Icmpv4Repr::TimeExceeded { code, header } => {
+                (msg_type::TIME_EXCEEDED, code.code(), header)
+            }
             Icmpv4Repr::Other { msg_type, code } => (msg_type, code, &[][..]),
         };
         b[field::TYPE] = t;
@@ -311,7 +353,9 @@ impl<'a> Icmpv4Repr<'a> {
     /// 8 bytes of its payload (e.g. the TCP ports and sequence number).
     pub fn quoted(&self) -> Option<(Ipv4Packet<&'a [u8]>, &'a [u8])> {
         let h = match *self {
-            Icmpv4Repr::DstUnreachable { header, .. } | Icmpv4Repr::TimeExceeded { header, .. } => header,
+            Icmpv4Repr::DstUnreachable { header, .. } | Icmpv4Repr::TimeExceeded { header, .. } => {
+                header
+            }
             _ => return None,
         };
         let p = Ipv4Packet::new_unchecked(h);
@@ -341,8 +385,17 @@ fn check_quoted(h: &[u8]) -> Result<(), WireError> {
 pub fn emit_ipv4_icmp(buf: &mut [u8], ip: &Ipv4Repr, icmp: &Icmpv4Repr) -> usize {
     let icmp_len = icmp.buffer_len();
     let total = super::ipv4::HEADER_LEN + icmp_len;
-    assert!(buf.len() >= total, "emit_ipv4_icmp: buffer of {} bytes for a {}-byte packet", buf.len(), total);
-    let ip_repr = Ipv4Repr { protocol: IpProtocol::Icmp, payload_len: icmp_len, ..*ip };
+    assert!(
+        buf.len() >= total,
+        "emit_ipv4_icmp: buffer of {} bytes for a {}-byte packet",
+        buf.len(),
+        total
+    );
+    let ip_repr = Ipv4Repr {
+        protocol: IpProtocol::Icmp,
+        payload_len: icmp_len,
+        ..*ip
+    };
     let (ip_buf, rest) = buf[..total].split_at_mut(super::ipv4::HEADER_LEN);
     ip_repr.emit(&mut Ipv4Packet::new_unchecked(ip_buf), true);
     icmp.emit(&mut Icmpv4Packet::new_unchecked(rest));
@@ -357,7 +410,6 @@ pub fn quote_of(original: &[u8]) -> &[u8] {
     &original[..original.len().min(hl + 8)]
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,7 +418,8 @@ mod tests {
     /// `ping -c1 -s 8 10.0.0.2` from Linux: type 8, id 0x1234, seq 1,
     /// 8 data bytes. Checksum computed by hand below.
     const ECHO: [u8; 16] = [
-        0x08, 0x00, 0x54, 0x35, 0x12, 0x34, 0x00, 0x01, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+        0x08, 0x00, 0x54, 0x35, 0x12, 0x34, 0x00, 0x01, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67,
+        0x68,
     ];
 
     #[test]
@@ -382,40 +435,65 @@ mod tests {
         let p = Icmpv4Packet::new_checked(&ECHO[..]).unwrap();
         assert_eq!(
             Icmpv4Repr::parse(&p).unwrap(),
-            Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"abcdefgh" }
+            Icmpv4Repr::EchoRequest {
+                ident: 0x1234,
+                seq_no: 1,
+                data: b"abcdefgh"
+            }
         );
     }
 
     #[test]
     fn echo_round_trip_byte_exact() {
-        let r = Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"abcdefgh" };
+        let r = Icmpv4Repr::EchoRequest {
+            ident: 0x1234,
+            seq_no: 1,
+            data: b"abcdefgh",
+        };
         let mut buf = [0u8; 16];
         r.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[..]));
         assert_eq!(buf, ECHO);
-        let reply = Icmpv4Repr::EchoReply { ident: 0x1234, seq_no: 1, data: b"abcdefgh" };
+        let reply = Icmpv4Repr::EchoReply {
+            ident: 0x1234,
+            seq_no: 1,
+            data: b"abcdefgh",
+        };
         reply.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[..]));
         assert_eq!(buf[0], 0);
-        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&buf[..]).unwrap()).unwrap(), reply);
+        assert_eq!(
+            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&buf[..]).unwrap()).unwrap(),
+            reply
+        );
     }
 
     #[test]
     fn bad_checksum_and_truncation() {
         let mut b = ECHO;
         b[9] ^= 1;
-        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()), Err(WireError::BadChecksum));
+        assert_eq!(
+            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&b[..]).unwrap()),
+            Err(WireError::BadChecksum)
+        );
         for n in 0..8 {
-            assert_eq!(Icmpv4Packet::new_checked(&ECHO[..n]).err(), Some(WireError::Truncated));
+            assert_eq!(
+                Icmpv4Packet::new_checked(&ECHO[..n]).err(),
+                Some(WireError::Truncated)
+            );
         }
         // Shorter prefixes of an echo fail the checksum (or length), never panic.
         for n in 0..ECHO.len() {
-            assert!(Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&ECHO[..n])).is_err(), "prefix {n}");
+            assert!(
+                Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&ECHO[..n])).is_err(),
+                "prefix {n}"
+            );
         }
     }
 
     fn original() -> Vec<u8> {
         // A TCP SYN to a closed port: IP header + 8 bytes of TCP header.
         let mut v = vec![
-            0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0xa8, 0xca, 0x00, 0x51, 1, 2, 3, 4,
+            0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0xa8, 0xca, 0x00,
+            0x51, 1, 2, 3, 4,
         ];
         v.extend_from_slice(&[0; 12]);
         v
@@ -426,8 +504,14 @@ mod tests {
         let orig = original();
         let quoted = quote_of(&orig);
         assert_eq!(quoted.len(), 28);
-        for code in [DstUnreachable::PortUnreachable, DstUnreachable::FragRequired { mtu: 1400 }] {
-            let r = Icmpv4Repr::DstUnreachable { code, header: quoted };
+        for code in [
+            DstUnreachable::PortUnreachable,
+            DstUnreachable::FragRequired { mtu: 1400 },
+        ] {
+            let r = Icmpv4Repr::DstUnreachable {
+                code,
+                header: quoted,
+            };
             let mut buf = vec![0u8; r.buffer_len()];
             r.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[..]));
             let p = Icmpv4Packet::new_checked(&buf[..]).unwrap();
@@ -438,10 +522,16 @@ mod tests {
             assert_eq!(&first8[2..4], &[0x00, 0x51]);
         }
         // Quoting less than header + 8 bytes is malformed.
-        let r = Icmpv4Repr::TimeExceeded { code: TimeExceeded::TtlExpired, header: &orig[..27] };
+        let r = Icmpv4Repr::TimeExceeded {
+            code: TimeExceeded::TtlExpired,
+            header: &orig[..27],
+        };
         let mut buf = vec![0u8; r.buffer_len()];
         r.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[..]));
-        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&buf[..]).unwrap()), Err(WireError::BadIcmp));
+        assert_eq!(
+            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&buf[..]).unwrap()),
+            Err(WireError::BadIcmp)
+        );
     }
 
     #[test]
@@ -455,14 +545,21 @@ mod tests {
             ident: 7,
             dont_frag: false,
         };
-        let r = Icmpv4Repr::EchoReply { ident: 1, seq_no: 2, data: &[0xaa; 56] };
+        let r = Icmpv4Repr::EchoReply {
+            ident: 1,
+            seq_no: 2,
+            data: &[0xaa; 56],
+        };
         let mut buf = [0u8; 200];
         let n = emit_ipv4_icmp(&mut buf, &ip, &r);
         assert_eq!(n, 84);
         let p = Ipv4Packet::new_checked(&buf[..n]).unwrap();
         assert!(p.verify_checksum());
         assert_eq!(p.protocol(), IpProtocol::Icmp);
-        assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_checked(p.payload()).unwrap()).unwrap(), r);
+        assert_eq!(
+            Icmpv4Repr::parse(&Icmpv4Packet::new_checked(p.payload()).unwrap()).unwrap(),
+            r
+        );
     }
 
     proptest::proptest! {

@@ -324,7 +324,10 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// Read the header of a packet that passed `new_checked` (checked again
     /// here, so an unchecked packet cannot make this panic).
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Ipv4Packet<&T>, verify_checksum: bool) -> Result<Ipv4Repr, WireError> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &Ipv4Packet<&T>,
+        verify_checksum: bool,
+    ) -> Result<Ipv4Repr, WireError> {
         packet.check_len()?;
         if verify_checksum && !packet.verify_checksum() {
             return Err(WireError::BadChecksum);
@@ -352,7 +355,11 @@ impl Ipv4Repr {
 
     /// Write the header into the first 20 bytes of `packet`. The payload is
     /// the caller's to fill. `payload_len` must be at most 65515.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>, fill_checksum: bool) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Ipv4Packet<T>,
+        fill_checksum: bool,
+    ) {
         debug_assert!(self.payload_len <= 65535 - HEADER_LEN);
         let b = packet.buffer.as_mut();
         b[field::VER_IHL] = 0x45;
@@ -379,8 +386,8 @@ mod tests {
     /// A UDP datagram header as captured on a LAN (the classic example from
     /// Wikipedia's "IPv4 header checksum" article), checksum 0xb861.
     const HEADER: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
-        0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
+        0x01, 0xc0, 0xa8, 0x00, 0xc7,
     ];
 
     fn packet() -> Vec<u8> {
@@ -442,7 +449,11 @@ mod tests {
     fn every_truncated_prefix_is_an_error() {
         let bytes = packet();
         for n in 0..bytes.len() {
-            assert_eq!(Ipv4Packet::new_checked(&bytes[..n]).err(), Some(WireError::Truncated), "prefix {n}");
+            assert_eq!(
+                Ipv4Packet::new_checked(&bytes[..n]).err(),
+                Some(WireError::Truncated),
+                "prefix {n}"
+            );
         }
     }
 
@@ -458,22 +469,34 @@ mod tests {
     fn header_rule_violations() {
         let mut b = packet();
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadVersion));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadVersion)
+        );
         let mut b = packet();
         b[0] = 0x44;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadHeaderLen));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadHeaderLen)
+        );
         let mut b = packet();
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadTotalLen));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadTotalLen)
+        );
         let mut b = packet();
         b[0] = 0x4f; // 60-byte header but total length 0x73 is fine; set total to 40
         b[2..4].copy_from_slice(&40u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(WireError::BadTotalLen));
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(WireError::BadTotalLen)
+        );
     }
 
     #[test]
     fn options_and_fragment_fields() {
-        let mut b = vec![0u8; 32];
+        let mut b = [0u8; 32];
         let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
         p.set_version(4);
         p.set_header_len(24);

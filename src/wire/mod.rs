@@ -29,9 +29,7 @@ pub mod seq;
 pub mod tcp;
 
 pub use checksum::{checksum, combine, fold, pseudo_header_sum};
-pub use icmpv4::{
-    emit_ipv4_icmp, DstUnreachable, Icmpv4Packet, Icmpv4Repr, TimeExceeded,
-};
+pub use icmpv4::{emit_ipv4_icmp, DstUnreachable, Icmpv4Packet, Icmpv4Repr, TimeExceeded};
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use pretty::PrettyPacket;
 pub use seq::SeqNumber;

@@ -126,6 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::nonminimal_bool)] // the operators themselves are under test
     fn ordering_across_the_wrap() {
         let a = SeqNumber(u32::MAX - 5);
         let b = a + 10; // wraps to 4
@@ -161,6 +162,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::nonminimal_bool, clippy::neg_cmp_op_on_partial_ord)] // operators under test
     fn half_space_apart_is_unordered() {
         let a = SeqNumber(0);
         let b = SeqNumber(1 << 31);

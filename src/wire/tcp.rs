@@ -137,8 +137,16 @@ impl fmt::Display for TcpFlags {
         if self.is_empty() {
             return f.write_str("none");
         }
-        const NAMES: [(u8, &str); 8] =
-            [(0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"), (0x40, "E"), (0x80, "W")];
+        const NAMES: [(u8, &str); 8] = [
+            (0x01, "F"),
+            (0x02, "S"),
+            (0x04, "R"),
+            (0x08, "P"),
+            (0x10, "."),
+            (0x20, "U"),
+            (0x40, "E"),
+            (0x80, "W"),
+        ];
         for (bit, name) in NAMES {
             if self.0 & bit != 0 {
                 f.write_str(name)?;
@@ -387,18 +395,25 @@ impl<'a> TcpOption<'a> {
         let rest = &buf[len..];
         let be32 = |d: &[u8]| u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
         let opt = match k {
-            kind::MSS if len == 4 => TcpOption::MaxSegmentSize(u16::from_be_bytes([data[0], data[1]])),
+            kind::MSS if len == 4 => {
+                TcpOption::MaxSegmentSize(u16::from_be_bytes([data[0], data[1]]))
+            }
             kind::WS if len == 3 => TcpOption::WindowScale(data[0]),
             kind::SACK_PERM if len == 2 => TcpOption::SackPermitted,
-            kind::SACK if data.len() % 8 == 0 && (1..=4).contains(&(data.len() / 8)) => {
+            kind::SACK if data.len().is_multiple_of(8) && (1..=4).contains(&(data.len() / 8)) => {
                 let mut ranges = [None; 4];
                 for (slot, block) in ranges.iter_mut().zip(data.chunks_exact(8)) {
                     *slot = Some((be32(&block[0..4]), be32(&block[4..8])));
                 }
                 TcpOption::SackRange(ranges)
             }
-            kind::TS if len == 10 => TcpOption::Timestamp { tsval: be32(&data[0..4]), tsecr: be32(&data[4..8]) },
-            kind::MSS | kind::WS | kind::SACK_PERM | kind::SACK | kind::TS => return Err(WireError::BadOption),
+            kind::TS if len == 10 => TcpOption::Timestamp {
+                tsval: be32(&data[0..4]),
+                tsecr: be32(&data[4..8]),
+            },
+            kind::MSS | kind::WS | kind::SACK_PERM | kind::SACK | kind::TS => {
+                return Err(WireError::BadOption)
+            }
             _ => TcpOption::Unknown { kind: k, data },
         };
         Ok((rest, opt))
@@ -474,7 +489,11 @@ impl<'a> Iterator for TcpOptions<'a> {
         }
         match TcpOption::parse(self.rest) {
             Ok((rest, opt)) => {
-                self.rest = if opt == TcpOption::EndOfList { &[] } else { rest };
+                self.rest = if opt == TcpOption::EndOfList {
+                    &[]
+                } else {
+                    rest
+                };
                 Some(Ok(opt))
             }
             Err(e) => {
@@ -521,8 +540,19 @@ pub struct TcpRepr<'a> {
 impl<'a> TcpRepr<'a> {
     /// A segment with the given ports, sequence number and flags, and
     /// everything else zero, `None` or empty.
-    pub fn new(src_port: u16, dst_port: u16, seq_number: SeqNumber, flags: TcpFlags) -> TcpRepr<'a> {
-        TcpRepr { src_port, dst_port, seq_number, flags, ..TcpRepr::default() }
+    pub fn new(
+        src_port: u16,
+        dst_port: u16,
+        seq_number: SeqNumber,
+        flags: TcpFlags,
+    ) -> TcpRepr<'a> {
+        TcpRepr {
+            src_port,
+            dst_port,
+            seq_number,
+            flags,
+            ..TcpRepr::default()
+        }
     }
 
     /// Validate a segment and read it. With `verify_checksum`, a wrong
@@ -668,7 +698,11 @@ impl<'a> TcpRepr<'a> {
         let n = self.sack_blocks_emitted();
         if n > 0 {
             let mut blocks = [None; 4];
-            for (slot, r) in blocks.iter_mut().zip(self.sack_ranges.iter().flatten()).take(n) {
+            for (slot, r) in blocks
+                .iter_mut()
+                .zip(self.sack_ranges.iter().flatten())
+                .take(n)
+            {
                 *slot = Some(*r);
             }
             o = TcpOption::NoOperation.emit(o);
@@ -694,8 +728,17 @@ impl<'a> TcpRepr<'a> {
 pub fn emit_ipv4_tcp(buf: &mut [u8], ip: &Ipv4Repr, tcp: &TcpRepr) -> usize {
     let tcp_len = tcp.buffer_len();
     let total = super::ipv4::HEADER_LEN + tcp_len;
-    assert!(buf.len() >= total, "emit_ipv4_tcp: buffer of {} bytes for a {}-byte packet", buf.len(), total);
-    let ip_repr = Ipv4Repr { protocol: IpProtocol::Tcp, payload_len: tcp_len, ..*ip };
+    assert!(
+        buf.len() >= total,
+        "emit_ipv4_tcp: buffer of {} bytes for a {}-byte packet",
+        buf.len(),
+        total
+    );
+    let ip_repr = Ipv4Repr {
+        protocol: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        ..*ip
+    };
     let (ip_buf, rest) = buf[..total].split_at_mut(super::ipv4::HEADER_LEN);
     ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), true);
     let hl = tcp.emit_header(rest);
@@ -723,7 +766,7 @@ mod tests {
         0x01, 0x02, 0x03, 0x04, // seq
         0x00, 0x00, 0x00, 0x00, // ack
         0xa0, 0x02, 0xfa, 0xf0, // offset 10 (40 bytes), SYN, win 64240
-        0x3a, 0x59, 0x00, 0x00, // checksum, urgent
+        0x47, 0x86, 0x00, 0x00, // checksum (computed independently in Python), urgent
         0x02, 0x04, 0x05, 0xb4, // MSS 1460
         0x04, 0x02, 0x08, 0x0a, // SACK-permitted, TS kind/len
         0x11, 0x22, 0x33, 0x44, // TSval
@@ -754,7 +797,9 @@ mod tests {
         let mut v = vec![10, 0, 0, 1, 10, 0, 0, 2, 0, 6, 0, 40];
         v.extend_from_slice(&SYN);
         assert_eq!(checksum::checksum(&v), 0);
-        assert!(TcpPacket::new_checked(&SYN[..]).unwrap().verify_checksum(SRC, DST));
+        assert!(TcpPacket::new_checked(&SYN[..])
+            .unwrap()
+            .verify_checksum(SRC, DST));
     }
 
     #[test]
@@ -783,7 +828,12 @@ mod tests {
             window_scale: Some(7),
             sack_permitted: true,
             timestamp: Some((7, 0x11223344)),
-            ..TcpRepr::new(80, 43210, SeqNumber(0xfffffff0), TcpFlags::SYN | TcpFlags::ACK)
+            ..TcpRepr::new(
+                80,
+                43210,
+                SeqNumber(0xfffffff0),
+                TcpFlags::SYN | TcpFlags::ACK,
+            )
         };
         let bytes = emit(&r);
         assert_eq!(&bytes[12..14], &[0xa0, 0x12]);
@@ -821,7 +871,8 @@ mod tests {
         assert_eq!(r.header_len(), 60);
         let bytes = emit(&r);
         assert_eq!(&bytes[32..36], &[1, 1, 5, 26]);
-        let back = TcpRepr::parse(&TcpPacket::new_checked(&bytes[..]).unwrap(), SRC, DST, true).unwrap();
+        let back =
+            TcpRepr::parse(&TcpPacket::new_checked(&bytes[..]).unwrap(), SRC, DST, true).unwrap();
         assert_eq!(back, r);
         // With MSS and WS as well only two blocks fit; the first two are kept.
         r.max_seg_size = Some(536);
@@ -829,7 +880,8 @@ mod tests {
         assert_eq!(r.sack_blocks_emitted(), 2);
         assert_eq!(r.header_len(), 60);
         let bytes = emit(&r);
-        let back = TcpRepr::parse(&TcpPacket::new_checked(&bytes[..]).unwrap(), SRC, DST, true).unwrap();
+        let back =
+            TcpRepr::parse(&TcpPacket::new_checked(&bytes[..]).unwrap(), SRC, DST, true).unwrap();
         assert_eq!(back.sack_ranges, [Some((10, 20)), Some((30, 40)), None]);
     }
 
@@ -844,8 +896,12 @@ mod tests {
         seg.extend_from_slice(&opts);
         let mut p = TcpPacket::new_unchecked(&mut seg[..]);
         p.set_header_len(56);
-        let r = TcpRepr::parse(&TcpPacket::new_checked(&seg[..]).unwrap(), SRC, DST, false).unwrap();
-        assert_eq!(r.sack_ranges, [Some((0, 100)), Some((200, 300)), Some((400, 500))]);
+        let r =
+            TcpRepr::parse(&TcpPacket::new_checked(&seg[..]).unwrap(), SRC, DST, false).unwrap();
+        assert_eq!(
+            r.sack_ranges,
+            [Some((0, 100)), Some((200, 300)), Some((400, 500))]
+        );
     }
 
     #[test]
@@ -861,25 +917,37 @@ mod tests {
         let mut b = SYN;
         b[30] ^= 0x40;
         let p = TcpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(TcpRepr::parse(&p, SRC, DST, true), Err(WireError::BadChecksum));
+        assert_eq!(
+            TcpRepr::parse(&p, SRC, DST, true),
+            Err(WireError::BadChecksum)
+        );
         // Wrong pseudo-header (other address) is also a bad checksum.
         let p = TcpPacket::new_checked(&SYN[..]).unwrap();
-        assert_eq!(TcpRepr::parse(&p, SRC, Ipv4Addr::new(10, 0, 0, 3), true), Err(WireError::BadChecksum));
+        assert_eq!(
+            TcpRepr::parse(&p, SRC, Ipv4Addr::new(10, 0, 0, 3), true),
+            Err(WireError::BadChecksum)
+        );
     }
 
     #[test]
     fn bad_data_offset() {
         let mut b = SYN;
         b[12] = 0x40;
-        assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(WireError::BadTcpOffset));
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).err(),
+            Some(WireError::BadTcpOffset)
+        );
         b[12] = 0xf0; // 60 bytes > 40
-        assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(WireError::Truncated));
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).err(),
+            Some(WireError::Truncated)
+        );
     }
 
     fn options_result(opts: &[u8]) -> Result<(), WireError> {
         let mut seg = vec![0u8; 20];
         seg.extend_from_slice(opts);
-        while seg.len() % 4 != 0 {
+        while !seg.len().is_multiple_of(4) {
             seg.push(0);
         }
         let hl = seg.len();
@@ -891,19 +959,19 @@ mod tests {
     #[test]
     fn bad_option_lengths() {
         let bad: &[&[u8]] = &[
-            &[2, 3, 5],                         // MSS length 3
-            &[2, 5, 5, 180, 0],                 // MSS length 5
-            &[3, 2],                            // WS length 2
-            &[3, 4, 7, 0],                      // WS length 4
-            &[4, 3, 0],                         // SACK-permitted length 3
-            &[5, 2],                            // SACK with no block
-            &[5, 9, 0, 0, 0, 0, 0, 0, 0],       // SACK 2+7
-            &[8, 9, 0, 0, 0, 0, 0, 0, 0],       // TS length 9
-            &[8, 10, 0, 0, 0, 0, 0, 0],         // TS runs past the header
-            &[30, 1],                           // unknown kind, length 1
-            &[30, 0],                           // length 0
-            &[30, 9, 0, 0],                     // unknown kind past the header
-            &[1, 1, 1, 2],                      // a kind byte with no length byte
+            &[2, 3, 5],                   // MSS length 3
+            &[2, 5, 5, 180, 0],           // MSS length 5
+            &[3, 2],                      // WS length 2
+            &[3, 4, 7, 0],                // WS length 4
+            &[4, 3, 0],                   // SACK-permitted length 3
+            &[5, 2],                      // SACK with no block
+            &[5, 9, 0, 0, 0, 0, 0, 0, 0], // SACK 2+7
+            &[8, 9, 0, 0, 0, 0, 0, 0, 0], // TS length 9
+            &[8, 10, 0, 0, 0, 0, 0, 0],   // TS runs past the header
+            &[30, 1],                     // unknown kind, length 1
+            &[30, 0],                     // length 0
+            &[30, 9, 0, 0],               // unknown kind past the header
+            &[1, 1, 1, 2],                // a kind byte with no length byte
         ];
         for opts in bad {
             assert_eq!(options_result(opts), Err(WireError::BadOption), "{opts:?}");
@@ -932,7 +1000,10 @@ mod tests {
         assert_eq!(o, TcpOption::MaxSegmentSize(1460));
         assert_eq!(rest, &opts[4..]);
         let mut buf = [0u8; 10];
-        let o = TcpOption::Unknown { kind: 30, data: &[9, 9] };
+        let o = TcpOption::Unknown {
+            kind: 30,
+            data: &[9, 9],
+        };
         let rest_len = o.emit(&mut buf).len();
         assert_eq!(rest_len, 6);
         assert_eq!(&buf[..4], &[30, 4, 9, 9]);
@@ -963,7 +1034,12 @@ mod tests {
             window_len: 1000,
             timestamp: Some((5, 6)),
             payload: &payload,
-            ..TcpRepr::new(80, 5000, SeqNumber(u32::MAX - 3), TcpFlags::ACK | TcpFlags::PSH)
+            ..TcpRepr::new(
+                80,
+                5000,
+                SeqNumber(u32::MAX - 3),
+                TcpFlags::ACK | TcpFlags::PSH,
+            )
         };
         let ip = Ipv4Repr {
             src_addr: SRC,
@@ -985,6 +1061,67 @@ mod tests {
         let tp = TcpPacket::new_checked(ipp.payload()).unwrap();
         assert_eq!(TcpRepr::parse(&tp, SRC, DST, true).unwrap(), tcp);
         assert_eq!(&buf[20..n], &emit(&tcp)[..]);
+    }
+
+    #[test]
+    fn interop_with_smoltcp() {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire as sm;
+        let caps = ChecksumCapabilities::default();
+        let (sa, da) = (sm::IpAddress::Ipv4(SRC), sm::IpAddress::Ipv4(DST));
+
+        // Ours -> smoltcp: our SYN parses the same in smoltcp.
+        let bytes = emit(&syn_repr());
+        let theirs = sm::TcpRepr::parse(
+            &sm::TcpPacket::new_checked(&bytes[..]).unwrap(),
+            &sa,
+            &da,
+            &caps,
+        )
+        .unwrap();
+        assert_eq!(theirs.control, sm::TcpControl::Syn);
+        assert_eq!(theirs.seq_number, sm::TcpSeqNumber(0x01020304));
+        assert_eq!(theirs.max_seg_size, Some(1460));
+        assert_eq!(theirs.window_scale, Some(7));
+        assert!(theirs.sack_permitted);
+        assert_eq!(
+            theirs.timestamp,
+            Some(sm::TcpTimestampRepr::new(0x11223344, 0))
+        );
+
+        // smoltcp -> ours: a data segment with a SACK block and timestamps.
+        let theirs = sm::TcpRepr {
+            src_port: 80,
+            dst_port: 43210,
+            control: sm::TcpControl::Psh,
+            seq_number: sm::TcpSeqNumber(5),
+            ack_number: Some(sm::TcpSeqNumber(9)),
+            window_len: 1000,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [Some((100, 200)), None, None],
+            timestamp: Some(sm::TcpTimestampRepr::new(3, 4)),
+            payload: b"hello",
+        };
+        let mut buf = vec![0u8; theirs.buffer_len()];
+        theirs.emit(
+            &mut sm::TcpPacket::new_unchecked(&mut buf[..]),
+            &sa,
+            &da,
+            &caps,
+        );
+        let ours =
+            TcpRepr::parse(&TcpPacket::new_checked(&buf[..]).unwrap(), SRC, DST, true).unwrap();
+        assert_eq!(ours.flags, TcpFlags::PSH | TcpFlags::ACK);
+        assert_eq!(
+            (ours.seq_number, ours.ack_number),
+            (SeqNumber(5), SeqNumber(9))
+        );
+        assert_eq!(ours.window_len, 1000);
+        assert_eq!(ours.sack_ranges, [Some((100, 200)), None, None]);
+        assert_eq!(ours.timestamp, Some((3, 4)));
+        assert_eq!(ours.payload, b"hello");
     }
 
     use proptest::prelude::*;
@@ -1032,7 +1169,7 @@ mod tests {
                 payload: &payload,
             };
             let bytes = emit(&repr);
-            prop_assert!(repr.header_len() <= 60 && repr.header_len() % 4 == 0);
+            prop_assert!(repr.header_len() <= 60 && repr.header_len().is_multiple_of(4));
             prop_assert_eq!(bytes.len(), repr.buffer_len());
             let back = TcpRepr::parse(&TcpPacket::new_checked(&bytes[..]).unwrap(), SRC, DST, true).unwrap();
             let mut expected = repr;

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the whole ustack test suite, from a fresh machine.
+#
+#   sudo ./scripts/test.sh            # install what is missing, build, run everything
+#   sudo ./scripts/test.sh -- ARGS    # extra arguments for `cargo test` (e.g. a test name filter)
+#
+# As root it first installs missing tools with apt-get (non-interactive):
+# iproute2, iputils-ping, curl, tshark, netcat-openbsd, python3, wrk, and a C
+# toolchain; and Rust through rustup if no cargo is found. Then it runs
+# `cargo test --release`: unit tests, simulated-network tests, and the
+# end-to-end tests, which create (and remove) their own network namespaces
+# named u<pid>-<n> with a TUN device each. Nothing else on the host changes.
+#
+# Without root the e2e tests print SKIPPED; with USTACK_REQUIRE_E2E=1 (CI) a
+# skip is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_ARGS=()
+if [ "${1:-}" = "--" ]; then shift; CARGO_ARGS=("$@"); fi
+
+# Keep in sync with .ci/run.
+APT_PACKAGES=(iproute2 iputils-ping curl tshark netcat-openbsd python3 wrk build-essential pkg-config ca-certificates)
+
+install_packages() {
+    command -v apt-get >/dev/null || { echo "test.sh: no apt-get; install by hand: ${APT_PACKAGES[*]}" >&2; return; }
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    echo "test.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # tshark asks whether non-root users may capture: answer no, without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Under sudo, build as the invoking user so target/ stays theirs, with their toolchain.
+AS_USER=()
+if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    USER_HOME=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    AS_USER=(sudo -u "$SUDO_USER" -H)
+    if ! command -v cargo >/dev/null && [ -x "$USER_HOME/.cargo/bin/cargo" ]; then
+        export PATH="$USER_HOME/.cargo/bin:$PATH"
+        export RUSTUP_HOME="${RUSTUP_HOME:-$USER_HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$USER_HOME/.cargo}"
+    fi
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    install_packages
+else
+    echo "test.sh: not root: skipping package installation; the e2e tests will be SKIPPED (run: sudo $0)" >&2
+fi
+
+if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] || {
+        echo "test.sh: installing Rust (rustup, minimal profile)"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    }
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+echo "test.sh: building (cargo test --release --no-run)"
+"${AS_USER[@]}" env PATH="$PATH" ${RUSTUP_HOME:+RUSTUP_HOME=$RUSTUP_HOME} ${CARGO_HOME:+CARGO_HOME=$CARGO_HOME} \
+    cargo test --release --no-run
+
+echo "test.sh: running the tests"
+rc=0
+cargo test --release "${CARGO_ARGS[@]}" || rc=$?
+# cargo may have written a few files as root: give target/ back to the user.
+[ ${#AS_USER[@]} -gt 0 ] && chown -R "$SUDO_USER:" target 2>/dev/null || true
+
+# Later: scripts/autobahn.sh (WebSocket conformance) is run from here.
+exit "$rc"
