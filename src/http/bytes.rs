@@ -40,16 +40,31 @@ fn word(n: u64, k: u64) -> u64 {
 /// The caller is responsible for not reading past `n` (the function itself
 /// happily continues the stream beyond it).
 pub fn bytes_body(n: u64, offset: u64, out: &mut [u8]) {
-    let mut pos = offset;
-    let mut i = 0;
-    while i < out.len() {
-        let k = pos / 8;
-        let skip = (pos % 8) as usize;
+    // Unaligned head: the tail of one word.
+    let skip = (offset % 8) as usize;
+    let mut k = offset / 8;
+    let mut out = out;
+    if skip != 0 {
         let w = word(n, k).to_le_bytes();
-        let take = (8 - skip).min(out.len() - i);
-        out[i..i + take].copy_from_slice(&w[skip..skip + take]);
-        i += take;
-        pos = pos.wrapping_add(take as u64);
+        let take = (8 - skip).min(out.len());
+        out[..take].copy_from_slice(&w[skip..skip + take]);
+        out = &mut out[take..];
+        k = k.wrapping_add(1);
+    }
+    // Whole words: the hot loop (one SplitMix64 output per 8 bytes).
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut z = n.wrapping_add(k.wrapping_add(1).wrapping_mul(GAMMA));
+    for c in &mut chunks {
+        c.copy_from_slice(&mix(z).to_le_bytes());
+        z = z.wrapping_add(GAMMA);
+        k = k.wrapping_add(1);
+    }
+    // Tail: the head of one word.
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let w = word(n, k).to_le_bytes();
+        let len = rest.len();
+        rest.copy_from_slice(&w[..len]);
     }
 }
 

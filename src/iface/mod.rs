@@ -205,9 +205,16 @@ impl Stack {
 
     /// The link MSS: what fits in one packet after IPv4 and TCP headers.
     fn link_mss(&self) -> u32 {
-        let mtu = self.config.max_tso_size.unwrap_or(self.config.mtu).max(self.config.mtu);
-        let _ = mtu;
         (self.config.mtu.saturating_sub(40)).clamp(64, 65495) as u32
+    }
+
+    /// Largest TCP payload of one packet handed to a TSO device (room left
+    /// for IPv4, TCP and 40 bytes of options), or 0 without offload.
+    fn tso_payload(&self) -> usize {
+        match self.config.max_tso_size {
+            Some(max) if max > self.config.mtu => max.min(65535).saturating_sub(20 + 60),
+            _ => 0,
+        }
     }
 
     // ================================================================ input
@@ -386,7 +393,8 @@ impl Stack {
         }
         let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
         let iss = self.isn.isn(now, local, remote);
-        let tcb = Tcb::accept_syn(now, &self.config.tcp, local, remote, iss, self.link_mss(), &seg);
+        let mut tcb = Tcb::accept_syn(now, &self.config.tcp, local, remote, iss, self.link_mss(), &seg);
+        tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::Listener(repr.dst_port), true);
         if let Some(l) = self.listeners.get_mut(&repr.dst_port) {
             l.half_open += 1;
@@ -832,7 +840,8 @@ impl Stack {
         let port = port.ok_or(TcpError::NoPortsAvailable)?;
         let local = SocketAddrV4::new(self.config.addr, port);
         let iss = self.isn.isn(now, local, remote);
-        let tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);
         self.conns.insert((u32::from(*remote.ip()), remote.port(), port), idx);
         self.slots[idx as usize].in_map = true;

@@ -56,8 +56,13 @@ impl CongestionControl for NewReno {
     }
     fn on_ack(&mut self, _now: Instant, acked: u32, mss: u32, _in_flight: u32) {
         if self.cwnd < self.ssthresh {
-            // Slow start with appropriate byte counting, L = 2 (RFC 3465).
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
+            // Slow start with byte counting (RFC 3465). The per-ACK limit L
+            // is not applied: receivers behind GRO/LRO (the Linux kernel on
+            // a TUN device) acknowledge many segments at once, and limiting
+            // each stretch ACK to 2*SMSS would stall slow start. Growth is
+            // still bounded by what was actually acknowledged.
+            let _ = mss;
+            self.cwnd = self.cwnd.saturating_add(acked).min(self.ssthresh.max(self.cwnd));
         } else {
             // Congestion avoidance: one MSS per cwnd of acked data.
             self.bytes_acked = self.bytes_acked.saturating_add(acked);

@@ -198,8 +198,8 @@ pub struct TcpConfig {
 impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
-            recv_buffer: 256 * 1024,
-            send_buffer: 256 * 1024,
+            recv_buffer: 1024 * 1024,
+            send_buffer: 1024 * 1024,
             mss: 1460,
             nagle: true,
             delayed_ack: Duration::from_millis(40),

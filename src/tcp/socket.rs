@@ -145,6 +145,9 @@ pub struct Tcb {
     link_mss: u32,
     /// The peer offered window scaling in its SYN.
     wscale_negotiated: bool,
+    /// Largest payload one outgoing segment may carry when the device does
+    /// TCP segmentation offload (0: no offload, segments are at most one MSS).
+    tso_max: usize,
 
     // Receive sequence variables.
     irs: u32,
@@ -253,6 +256,7 @@ impl Tcb {
             fin_queued: false,
             fin_acked_seq: None,
             link_mss: mss,
+            tso_max: 0,
             wscale_negotiated: false,
             irs: 0,
             rcv_nxt: 0,
@@ -562,6 +566,11 @@ impl Tcb {
     pub fn recv_window(&self) -> u32 {
         self.recv_window_raw()
     }
+    /// Let segments carry up to `max_payload` bytes (device TSO).
+    pub fn set_tso(&mut self, max_payload: usize) {
+        self.tso_max = max_payload;
+    }
+
     pub fn mss(&self) -> u32 {
         self.mss
     }
@@ -1498,7 +1507,10 @@ impl Tcb {
         let in_flight = seq_dist(self.snd_una, self.snd_nxt) as usize;
         let wnd = (self.snd_wnd as usize).min(self.cc.cwnd() as usize);
         let usable = wnd.saturating_sub(in_flight);
-        let mut len = avail.min(mss).min(usable);
+        // With segmentation offload one "segment" may carry many MSS-sized
+        // pieces; the device cuts them (TSO). Without it, at most one MSS.
+        let seg_max = if self.tso_max > mss { self.tso_max / mss * mss } else { mss };
+        let mut len = avail.min(seg_max).min(usable);
         let fin_pending = self.fin_queued && !self.fin_sent();
         let mut probe = false;
 
@@ -1516,7 +1528,7 @@ impl Tcb {
             true
         } else if len == 0 {
             fin && (usable > 0 || self.snd_wnd == 0 || avail == 0)
-        } else if len == mss {
+        } else if len >= mss {
             true
         } else if fin {
             true
