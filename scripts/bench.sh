@@ -142,14 +142,17 @@ ip -n "$NS_K" link set "$VETH_K" up
 # --------------------------------------------------------------- servers
 addr_of() { case $1 in ustack) echo $ADDR_U;; smoltcp) echo $ADDR_S;; kernel) echo $ADDR_K;; esac; }
 
+# `ip netns exec` execs the server, so $! is the server's own PID (the one
+# whose CPU time we read and which we stop on exit).
 start() {
-    local s=$1
+    local s=$1 log=$TMP/$1.log
     case $s in
         # shellcheck disable=SC2086
-        ustack) ip netns exec "$NS_C" "$USTACK_BIN" serve --tun "$TUN_U" --addr "$ADDR_U" --seed 1 $USTACK_ARGS ;;
-        smoltcp) ip netns exec "$NS_C" "$SMOLTCP_BIN" --tun "$TUN_S" --addr "$ADDR_S/24" ;;
-        kernel) ip netns exec "$NS_K" "$KERNEL_BIN" 0.0.0.0:80 ;;
-    esac >"$TMP/$s.log" 2>&1 &
+        ustack) ip netns exec "$NS_C" "$USTACK_BIN" serve --tun "$TUN_U" --addr "$ADDR_U" --seed 1 $USTACK_ARGS >"$log" 2>&1 & ;;
+        smoltcp) ip netns exec "$NS_C" "$SMOLTCP_BIN" --tun "$TUN_S" --addr "$ADDR_S/24" >"$log" 2>&1 & ;;
+        kernel) ip netns exec "$NS_K" "$KERNEL_BIN" 0.0.0.0:80 >"$log" 2>&1 & ;;
+        *) die "unknown system '$s' (ustack, smoltcp, kernel)" ;;
+    esac
     PID[$s]=$!
 }
 
@@ -183,6 +186,9 @@ if [[ " $WORKLOADS " == *" up "* ]]; then
     UPHASH=$(sha256sum "$UPFILE" | cut -d' ' -f1)
 fi
 
+# A transfer slower than 0.2 Gbit/s counts as stalled.
+XFER_TIMEOUT=$(( SIZE / 25000000 + 10 ))
+
 run_one() {
     local w=$1 s=$2 a; a=$(addr_of "$s")
     local pid=${PID[$s]} c0 c1 out
@@ -190,17 +196,17 @@ run_one() {
     c0=$(cpu_of "$pid")
     case $w in
         down)
-            out=$(cexec timeout 300 curl -s -o /dev/null --max-time 290 -w '%{speed_download} %{size_download}' "http://$a/bytes/$SIZE" || true)
+            out=$(cexec timeout $((XFER_TIMEOUT + 5)) curl -s -o /dev/null --max-time $XFER_TIMEOUT -w '%{speed_download} %{size_download}' "http://$a/bytes/$SIZE" || true)
             c1=$(cpu_of "$pid")
             read -r sp got <<<"${out:-0 0}"
             if [ "${got%.*}" = "$SIZE" ]; then
                 record "$s down $(python3 -c "print($sp*8/1e9)") $(python3 -c "print($c1-$c0)") $SIZE"
-            else record "$s down fail 0 0"; fi ;;
+            else echo "  down $s: got ${got:-0} of $SIZE bytes" >&2; record "$s down fail 0 0"; fi ;;
         up)
-            out=$(cexec timeout 300 curl -s --max-time 290 -X POST -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+            out=$(cexec timeout $((XFER_TIMEOUT + 5)) curl -s --max-time $XFER_TIMEOUT -X POST -H 'Expect:' -H 'Content-Type: application/octet-stream' \
                     -T "$UPFILE" -w ' %{speed_upload}' "http://$a/sha256" || true)
             c1=$(cpu_of "$pid")
-            local hash sp; hash=$(awk 'NR==1 {print $1}' <<<"$out"); sp=$(awk '{print $NF}' <<<"$out")
+            local hash sp; hash=$(awk 'NR==1 {print $1}' <<<"$out"); sp=$(awk 'END {print $NF}' <<<"$out")
             if [ "$hash" = "$UPHASH" ]; then
                 record "$s up $(python3 -c "print($sp*8/1e9)") $(python3 -c "print($c1-$c0)") $SIZE"
             else echo "  up $s: bad answer '${out:0:80}'" >&2; record "$s up fail 0 0"; fi ;;
@@ -241,9 +247,10 @@ ELAPSED=$(( $(date +%s) - START ))
 
 # ---------------------------------------------------------------- report
 REPORT=$TMP/report.md
-python3 - "$RESULTS" "$SYSTEMS" "$WORKLOADS" "$ROUNDS" "$SIZE" "$DURATION" "$USTACK_ARGS" "$ELAPSED" "${MTU:-1500}" >"$REPORT" <<'EOF'
+CLIENT_CC=$(ip netns exec "$NS_C" sysctl -n net.ipv4.tcp_congestion_control 2>/dev/null || echo "?")
+python3 - "$RESULTS" "$SYSTEMS" "$WORKLOADS" "$ROUNDS" "$SIZE" "$DURATION" "$USTACK_ARGS" "$ELAPSED" "${MTU:-1500}" "$CLIENT_CC" >"$REPORT" <<'EOF'
 import sys, statistics
-res, systems, workloads, rounds, size, dur, uargs, elapsed, mtu = sys.argv[1:]
+res, systems, workloads, rounds, size, dur, uargs, elapsed, mtu, ccc = sys.argv[1:]
 systems = systems.split(); workloads = workloads.split()
 data = {}
 for line in open(res):
@@ -271,7 +278,7 @@ def fmt(x, w):
     if x is None: return "fail"
     return "%.2f" % x if w in ("down", "up") else "%.0f" % x
 print("ustack `serve %s` vs smoltcp 0.14 (examples/smoltcp_server.rs) vs Linux kernel over veth (examples/kernel_server.rs); "
-      "TUN MTU %s; medians of %s alternating rounds; run took %s s." % (uargs or "(default)", mtu, rounds, elapsed))
+      "TUN MTU %s; client (curl, wrk, ab) kernel congestion control %s; medians of %s alternating rounds; run took %s s." % (uargs or "(default)", mtu, ccc, rounds, elapsed))
 print()
 hdr = ["workload", "unit"] + systems
 if "ustack" in systems and "smoltcp" in systems: hdr.append("ustack/smoltcp")
