@@ -28,6 +28,7 @@
 pub mod app;
 pub mod http;
 pub mod iface;
+pub mod ladder;
 pub mod phy;
 pub mod rand;
 pub mod runtime;

@@ -24,9 +24,12 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Run the stack and its services on a TUN device.
     Serve(ServeArgs),
+    /// Draw a TCP connection from a pcap file as a time-sequence (ladder) diagram.
+    Ladder(ustack::ladder::LadderArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,6 +61,11 @@ struct ServeArgs {
     /// MTU (default: the TUN device's).
     #[arg(long)]
     mtu: Option<usize>,
+    /// Plain TUN I/O: one wire-sized packet per read/write, no virtio-net
+    /// header, no segmentation offload (for labs and comparisons; the pcap
+    /// then shows exactly the segments on the wire).
+    #[arg(long)]
+    no_offload: bool,
     /// Maximum simultaneous TCP connections.
     #[arg(long, default_value_t = 200_000)]
     max_connections: usize,
@@ -98,6 +106,7 @@ fn serve(a: ServeArgs) -> Result<(), RuntimeError> {
     opts.pcap = a.pcap;
     opts.impair = a.impair.unwrap_or_default();
     opts.mtu = a.mtu;
+    opts.offload = !a.no_offload;
     opts.max_connections = a.max_connections;
     opts.cc = a.cc;
     opts.app.echo_port = a.echo_port;
@@ -117,6 +126,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve(a),
+        Command::Ladder(a) => {
+            return match ustack::ladder::run(&a) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ustack ladder: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

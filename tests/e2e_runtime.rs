@@ -154,6 +154,23 @@ fn echo_200_parallel_connections() {
     assert!(s["accepted"] >= 200, "{s:?}");
 }
 
+/// Through a lossy, delayed link (`--impair`) the echo is still byte-exact:
+/// TCP retransmits what the fault injector dropped.
+#[test]
+fn echo_through_impaired_link() {
+    let Some(env) = e2e_env_with(&["--impair", "loss=2%,delay=5ms,jitter=1ms"]) else {
+        return;
+    };
+    let to = env.sock(7);
+    env.in_ns(|| echo_roundtrip(to, 1 << 20, 5));
+    let s = env.stats();
+    assert!(
+        s["fault_in_lost"] + s["fault_out_lost"] > 0,
+        "the injector lost nothing? {s:?}"
+    );
+    assert!(s["retransmissions"] > 0, "{s:?}");
+}
+
 /// The kernel shuts down its write side first and still receives the rest
 /// of the echo, then EOF.
 #[test]
@@ -288,4 +305,35 @@ fn bad_tun_name_is_a_clear_error() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+}
+
+/// Without CAP_NET_ADMIN the error says so (run as `nobody` via setpriv).
+#[test]
+fn unprivileged_user_gets_permission_message() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !require_tool("setpriv") {
+        eprintln!("SKIPPED: needs root to switch to an unprivileged user");
+        return;
+    }
+    // A copy `nobody` can execute, whatever the permissions of target/.
+    let dir = std::env::temp_dir().join(format!("ustack-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("ustack");
+    std::fs::copy(env!("CARGO_BIN_EXE_ustack"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["serve", "--tun", "unpriv0"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("opening /dev/net/tun needs root or CAP_NET_ADMIN"),
+        "{err}"
+    );
 }

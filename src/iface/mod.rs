@@ -156,6 +156,8 @@ pub struct Stack {
     ip_ident: u16,
     next_port: u16,
     scratch: Vec<u8>,
+    /// Test hook: every new connection uses this ISS (see `set_isn_for_test`).
+    isn_override: Option<u32>,
 }
 
 const EPHEMERAL_FIRST: u16 = 49152;
@@ -186,6 +188,7 @@ impl Stack {
             ip_ident,
             next_port,
             scratch: Vec::new(),
+            isn_override: None,
         }
     }
 
@@ -198,6 +201,19 @@ impl Stack {
     pub fn seed(&self) -> u64 {
         self.seed
     }
+    /// Test hook: make every new connection's initial send sequence number
+    /// `isn` (e.g. just below 2^32 to test wrap-around), instead of the
+    /// RFC 6528 generator. Never use outside tests: predictable ISNs open
+    /// the door to blind spoofing attacks.
+    #[doc(hidden)]
+    pub fn set_isn_for_test(&mut self, isn: Option<u32>) {
+        self.isn_override = isn;
+    }
+
+    fn new_iss(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        self.isn_override.unwrap_or_else(|| self.isn.isn(now, local, remote))
+    }
+
     /// Live TCP connections (all states but LISTEN, including TIME-WAIT).
     pub fn connection_count(&self) -> usize {
         self.live
@@ -392,7 +408,7 @@ impl Stack {
             return Err(DropReason::TcpTooManyConnections);
         }
         let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
-        let iss = self.isn.isn(now, local, remote);
+        let iss = self.new_iss(now, local, remote);
         let mut tcb = Tcb::accept_syn(now, &self.config.tcp, local, remote, iss, self.link_mss(), &seg);
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::Listener(repr.dst_port), true);
@@ -821,6 +837,26 @@ impl Stack {
         }
     }
 
+    /// Open a connection to `remote` from a chosen local port (for
+    /// simultaneous open, RFC 9293 3.5 figure 8, and tests).
+    pub fn connect_from(&mut self, now: Instant, local_port: u16, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
+        if self.live >= self.config.max_connections {
+            return Err(TcpError::TooManyConnections);
+        }
+        let key: ConnKey = (u32::from(*remote.ip()), remote.port(), local_port);
+        if local_port == 0 || self.conns.contains_key(&key) {
+            return Err(TcpError::AddrInUse);
+        }
+        let local = SocketAddrV4::new(self.config.addr, local_port);
+        let iss = self.new_iss(now, local, remote);
+        let tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let idx = self.insert(tcb, Owner::App, false);
+        self.conns.insert(key, idx);
+        self.slots[idx as usize].in_map = true;
+        self.after_op(idx);
+        Ok(SocketHandle { index: idx, generation: self.slots[idx as usize].generation })
+    }
+
     /// Open a connection to `remote` (active open) from an ephemeral port.
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
         if self.live >= self.config.max_connections {
@@ -839,7 +875,7 @@ impl Stack {
         }
         let port = port.ok_or(TcpError::NoPortsAvailable)?;
         let local = SocketAddrV4::new(self.config.addr, port);
-        let iss = self.isn.isn(now, local, remote);
+        let iss = self.new_iss(now, local, remote);
         let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);

@@ -82,6 +82,10 @@ pub struct Options {
     pub app: AppConfig,
     /// How long a graceful stop may take before the rest is aborted.
     pub grace: Duration,
+    /// Use TUN offloads (virtio-net header, checksum + TSO4). Switched off
+    /// automatically with `--impair` (impairments act on real wire-sized
+    /// segments) and with `--mtu` (the kernel segments at the device MTU).
+    pub offload: bool,
 }
 
 impl Options {
@@ -97,6 +101,7 @@ impl Options {
             cc: CongestionAlgorithm::NewReno,
             app: AppConfig::default(),
             grace: Duration::from_secs(2),
+            offload: true,
         }
     }
 }
@@ -142,7 +147,8 @@ fn open_link(
     opts: &Options,
     wall_base: Duration,
 ) -> Result<(Link, std::os::fd::RawFd), RuntimeError> {
-    let tun = TunDevice::open(&opts.tun)?;
+    let tso = opts.offload && opts.impair == ImpairSpec::default() && opts.mtu.is_none();
+    let tun = TunDevice::open_with(&opts.tun, crate::phy::tun::Offload { tso })?;
     let fd = tun.as_raw_fd();
     let dev: Box<dyn Device> = match &opts.pcap {
         Some(path) => Box::new(PcapWriter::create(tun, path, wall_base).map_err(|source| {
@@ -268,9 +274,36 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     let mut rx = vec![0u8; 65536];
     let mut tx = vec![0u8; caps.max_tso_size.unwrap_or(0).max(mtu).max(65536)];
     let mut stop_deadline: Option<Instant> = None;
+    let device_stats = opts.app.device_stats.clone();
+    let impaired = opts.impair != ImpairSpec::default();
+    let impair_text = format!("{:?}", opts.impair);
+    if impaired {
+        device_stats.borrow_mut().impairment = Some(impair_text.clone());
+    }
+    let mut next_device_stats = Instant::ZERO;
 
     loop {
         let now = clock.now();
+        // What the fault injector did, for /api/stats (twice a second).
+        if impaired && now >= next_device_stats {
+            let f = dev.stats();
+            let mut d = device_stats.borrow_mut();
+            d.counters.clear();
+            for (dir, s) in [("in", &f.inbound), ("out", &f.outbound)] {
+                for (k, v) in [
+                    ("packets", s.packets),
+                    ("lost", s.lost),
+                    ("duplicated", s.duplicated),
+                    ("corrupted", s.corrupted),
+                    ("reordered", s.reordered),
+                    ("delayed", s.delayed),
+                    ("queue_drops", s.queue_drops),
+                ] {
+                    d.counters.push((format!("fault_{dir}_{k}"), v));
+                }
+            }
+            next_device_stats = now + Duration::from_millis(500);
+        }
 
         // 1. Input. Always ask the device: a non-blocking read that finds
         //    nothing costs one syscall, and a fault injector may have held
@@ -284,8 +317,14 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    log::warn!("device recv: {e}");
-                    break;
+                    // A TUN read fails only when the device is gone
+                    // (deleted: EBADFD) or broken; polling on would spin.
+                    let _ = dev.flush();
+                    eprintln!("{}", stats_line(&stack, &app, &dev.stats()));
+                    return Err(RuntimeError::Io {
+                        op: "reading from the TUN device (was it deleted?)",
+                        source: e,
+                    });
                 }
             }
         }

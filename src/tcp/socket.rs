@@ -197,6 +197,8 @@ pub struct Tcb {
     /// Send a keepalive probe now.
     keepalive_now: bool,
     persist_backoff: u32,
+    /// The SWS override timeout expired: send a short segment now.
+    sws_override: bool,
     keepalive_probes_sent: u32,
     last_activity: Instant,
 
@@ -287,6 +289,7 @@ impl Tcb {
             probes_unanswered: 0,
             keepalive_now: false,
             persist_backoff: 0,
+            sws_override: false,
             keepalive_probes_sent: 0,
             last_activity: now,
             timers: [None; TIMERS],
@@ -473,11 +476,16 @@ impl Tcb {
     /// Close the sending side (RFC 9293 3.10.4 CLOSE while data may still arrive).
     pub fn shutdown(&mut self) -> Result<(), TcpError> {
         match self.state {
-            State::SynSent => {
-                self.close_with(None);
+            State::SynSent | State::SynReceived => {
+                // RFC 9293 3.10.4 (SYN-RECEIVED): "queue for processing after
+                // entering ESTABLISHED state". Half-closing before the
+                // handshake ends must neither lose queued data nor the
+                // chance to read the peer's reply: the FIN follows once
+                // the connection is established.
+                self.fin_queued = true;
                 Ok(())
             }
-            State::SynReceived | State::Established => {
+            State::Established => {
                 self.fin_queued = true;
                 self.set_state(State::FinWait1);
                 Ok(())
@@ -518,6 +526,11 @@ impl Tcb {
         }
         if !self.recv_buf.is_empty() {
             self.abort();
+            return;
+        }
+        if self.state == State::SynSent && self.send_buf.is_empty() {
+            // RFC 9293 3.10.4 CLOSE in SYN-SENT: delete the TCB.
+            self.close_with(None);
             return;
         }
         let _ = self.shutdown();
@@ -566,6 +579,18 @@ impl Tcb {
     pub fn recv_window(&self) -> u32 {
         self.recv_window_raw()
     }
+    /// Payload per segment: the MSS less the options every segment carries
+    /// (RFC 6691 / RFC 9293 3.7.1: the MSS counts data only, so the
+    /// timestamp and SACK options come out of it).
+    fn effective_mss(&self) -> usize {
+        let mut opts = if self.ts_enabled { 12 } else { 0 };
+        if self.sack_enabled && !self.assembler.is_empty() {
+            let blocks = self.assembler.ranges().len().min(if self.ts_enabled { 3 } else { 4 });
+            opts += 4 + 8 * blocks;
+        }
+        (self.mss as usize).saturating_sub(opts).max(1)
+    }
+
     /// Let segments carry up to `max_payload` bytes (device TSO).
     pub fn set_tso(&mut self, max_payload: usize) {
         self.tso_max = max_payload;
@@ -678,6 +703,11 @@ impl Tcb {
     /// window) is never given up on; one that stops answering is, after
     /// `max_retries` unanswered probes.
     fn on_persist(&mut self, now: Instant, stats: &mut Stats) {
+        if self.snd_wnd > 0 && !self.probe_outstanding {
+            // The window is open: this was the sender-SWS override timeout.
+            self.sws_override = true;
+            return;
+        }
         if self.probes_unanswered >= self.cfg.max_retries {
             stats.tcp_connections_timed_out += 1;
             self.close_with(Some(TcpError::TimedOut));
@@ -847,6 +877,10 @@ impl Tcb {
             self.set_state(State::Established);
             stats.tcp_connections_opened += 1;
             self.ack_now = true;
+            if self.fin_queued {
+                // The application closed its side during the handshake.
+                self.set_state(State::FinWait1);
+            }
             // Data or FIN on the SYN-ACK is processed as in ESTABLISHED.
             if !seg.payload.is_empty() || seg.has(FIN) {
                 let mut rest = *seg;
@@ -1208,7 +1242,9 @@ impl Tcb {
                 if extra > 0 {
                     self.recv_buf.commit(extra as usize);
                     advanced += extra;
-                    self.assembler.shift(0);
+                    // The remaining ranges are relative to the old RCV.NXT:
+                    // move them down by what was just committed.
+                    self.assembler.shift(extra);
                     // A hole was filled: ACK at once (RFC 5681 4.2).
                     self.ack_now = true;
                 }
@@ -1315,7 +1351,11 @@ impl Tcb {
     /// Receiver-side SWS avoidance (RFC 1122 4.2.3.3): offer more window only
     /// when it grows by min(buffer/2, MSS).
     fn window_update_due(&self) -> bool {
-        let new_edge = self.rcv_nxt.wrapping_add(self.recv_window_raw());
+        // Only what the 16-bit field (scaled) can carry counts: without
+        // this cap a 256 kB buffer and no window scaling made every
+        // dispatch "due" for an update that could never be advertised,
+        // and a socket with held-back data sent pure ACKs without end.
+        let new_edge = self.rcv_nxt.wrapping_add(self.recv_window_raw().min(self.max_advertisable()));
         if !seq_gt(new_edge, self.rcv_adv) {
             return false;
         }
@@ -1323,6 +1363,11 @@ impl Tcb {
         let threshold = ((self.recv_buf.capacity() / 2) as u32).min(self.mss);
         let cur = if seq_gt(self.rcv_adv, self.rcv_nxt) { seq_dist(self.rcv_nxt, self.rcv_adv) } else { 0 };
         grow >= threshold && (cur < threshold || grow >= (self.recv_buf.capacity() as u32) / 4)
+    }
+
+    /// The largest window the 16-bit field can express with our scale.
+    fn max_advertisable(&self) -> u32 {
+        (65535u32 << self.rcv_wscale).min(MAX_WINDOW)
     }
 
     /// The window field for an outgoing segment, never moving the right
@@ -1396,7 +1441,8 @@ impl Tcb {
         if self.rst_pending {
             self.rst_pending = false;
             stats.tcp_rsts_sent += 1;
-            return Some(SegmentOut { flags: RST | ACK, seq: self.snd_nxt, ack: self.rcv_nxt, ..Default::default() });
+            let seq = self.ack_seq();
+            return Some(SegmentOut { flags: RST | ACK, seq, ack: self.rcv_nxt, ..Default::default() });
         }
         match self.state {
             State::Closed | State::Listen => None,
@@ -1456,12 +1502,33 @@ impl Tcb {
         self.link_mss
     }
 
+    /// The sequence number of a segment without data (pure ACK, RST).
+    ///
+    /// It must be acceptable to the peer (RFC 9293 3.10.7.4 first check:
+    /// RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND), otherwise the peer drops it
+    /// unread, ACK field and all. SND.NXT is wrong after a go-back-N
+    /// retransmission rewound it below data the peer already has; the
+    /// highest sequence number sent (SND.MAX) is right, unless it lies past
+    /// the peer's window (a zero-window probe byte), in which case the right
+    /// window edge is (Linux `tcp_acceptable_seq` does the same).
+    fn ack_seq(&self) -> u32 {
+        if self.snd_una == self.iss && !self.state.is_synchronized() {
+            return self.snd_nxt;
+        }
+        let wnd_end = self.snd_una.wrapping_add(self.snd_wnd);
+        if seq_gt(self.snd_max, wnd_end) && seq_ge(wnd_end, self.snd_nxt) {
+            wnd_end
+        } else {
+            self.snd_max
+        }
+    }
+
     fn dispatch_ack_only(&mut self, now: Instant, stats: &mut Stats) -> Option<SegmentOut> {
         let window_update = self.state.is_synchronized() && self.window_update_due();
         if !(self.ack_now || window_update || self.keepalive_now || self.zwp_now) {
             return None;
         }
-        let mut seq = self.snd_nxt;
+        let mut seq = self.ack_seq();
         if (self.keepalive_now || self.zwp_now) && self.state.is_synchronized() {
             // A keepalive (or a zero-window probe with no data to offer):
             // SEG.SEQ = SND.UNA - 1 elicits an ACK (RFC 1122 4.2.3.6).
@@ -1475,7 +1542,7 @@ impl Tcb {
     }
 
     fn dispatch_data(&mut self, now: Instant, stats: &mut Stats) -> Option<SegmentOut> {
-        let mss = self.mss as usize;
+        let mss = self.effective_mss();
         // Fast retransmit / partial-ACK retransmission of the first segment.
         if self.retransmit_una {
             self.retransmit_una = false;
@@ -1541,13 +1608,22 @@ impl Tcb {
             self.max_snd_wnd > 0 && len >= (self.max_snd_wnd as usize) / 2 && (in_flight == 0 || !self.nagle)
         };
 
+        let send = send || (self.sws_override && len > 0);
         if !send {
             // Data waiting behind a zero window: the persist timer takes over.
             if avail > 0 && self.snd_wnd == 0 {
                 self.update_persist(now);
+            } else if len > 0 && in_flight == 0 && self.timer(Timer::Persist).is_none() {
+                // Held back by sender SWS avoidance with nothing in flight:
+                // no ACK will come to clock it out, so RFC 1122 4.2.3.4 (4)
+                // wants an override timeout (0.1 - 1 s) after which the
+                // short segment goes anyway. It shares the persist slot.
+                let d = self.rtt.rto().clamp(Duration::from_millis(200), Duration::from_secs(1));
+                self.set_timer(Timer::Persist, now + d);
             }
             return None;
         }
+        self.sws_override = false;
         let mut seg = SegmentOut {
             flags: ACK | if fin { FIN } else { 0 } | if len > 0 && all_data { PSH } else { 0 },
             seq: self.snd_nxt,

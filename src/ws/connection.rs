@@ -116,7 +116,14 @@ pub struct WsConnection {
     out: Vec<u8>,
     out_pos: usize,
 
+    /// A Close frame has been decided (maybe still deferred, see below).
     close_sent: bool,
+    /// A Close caused by *input* waits here until the application has
+    /// taken the events before it, so that messages received before the
+    /// offending frame can still be answered ahead of the Close.
+    deferred_close: Option<Vec<u8>>,
+    /// The Close frame is in the output buffer.
+    close_written: bool,
     close_received: bool,
     /// Input is ignored from now on (stream out of sync or closed).
     input_done: bool,
@@ -151,6 +158,8 @@ impl WsConnection {
             out: Vec::new(),
             out_pos: 0,
             close_sent: false,
+            deferred_close: None,
+            close_written: false,
             close_received: false,
             input_done: false,
             tcp_close: false,
@@ -352,7 +361,14 @@ impl WsConnection {
                     .push_back(WsEvent::Pong(std::mem::take(&mut self.control)));
                 Ok(())
             }
-            OpCode::Close => self.received_close(now),
+            OpCode::Close => {
+                if let Err(e) = self.received_close(now) {
+                    // The peer already sent its (broken) Close: there is
+                    // nothing left to wait for.
+                    self.fail(now, e, false);
+                }
+                Ok(())
+            }
             _ if h.fin => self.finish_message(),
             _ => Ok(()),
         };
@@ -422,7 +438,7 @@ impl WsConnection {
             // Echo the status code (section 5.5.1); an empty Close gets an
             // empty Close.
             let payload = code.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default();
-            emit_frame(&mut self.out, OpCode::Close, false, &payload);
+            self.deferred_close = Some(payload);
             self.close_sent = true;
         }
         self.tcp_close = true;
@@ -444,7 +460,7 @@ impl WsConnection {
             }
         }
         let already_closing = self.close_sent;
-        self.send_close(now, code, &reason);
+        self.send_close(now, code, &reason, true);
         if !in_sync || already_closing {
             self.input_done = true;
             self.frame = None;
@@ -453,7 +469,9 @@ impl WsConnection {
         }
     }
 
-    fn send_close(&mut self, now: Instant, code: u16, reason: &str) {
+    /// Decide on a Close frame: written now, or (`defer`) when the
+    /// application has taken the events queued before it.
+    fn send_close(&mut self, now: Instant, code: u16, reason: &str, defer: bool) {
         if self.close_sent {
             return;
         }
@@ -464,7 +482,12 @@ impl WsConnection {
         let reason = &reason[..end];
         let mut payload = code.to_be_bytes().to_vec();
         payload.extend_from_slice(reason.as_bytes());
-        emit_frame(&mut self.out, OpCode::Close, false, &payload);
+        if defer {
+            self.deferred_close = Some(payload);
+        } else {
+            emit_frame(&mut self.out, OpCode::Close, false, &payload);
+            self.close_written = true;
+        }
         self.close_sent = true;
         self.our_close = Some((code, reason.to_string()));
         self.close_deadline = Some(now + self.close_timeout);
@@ -489,14 +512,34 @@ impl WsConnection {
 
     /// The next event, if any.
     #[must_use]
+    ///
+    /// A Close frame provoked by the peer (an echo, or a protocol error) is
+    /// written to the output when the application takes the corresponding
+    /// [`WsEvent::Error`] / [`WsEvent::Closed`] (or finds the queue empty):
+    /// replies to messages received before it thus go out first. So drain
+    /// `poll_event` before writing output.
     pub fn poll_event(&mut self) -> Option<WsEvent> {
-        self.events.pop_front()
+        let ev = self.events.pop_front();
+        if matches!(
+            ev,
+            None | Some(WsEvent::Error(_)) | Some(WsEvent::Closed { .. })
+        ) {
+            self.flush_deferred_close();
+        }
+        ev
+    }
+
+    fn flush_deferred_close(&mut self) {
+        if let Some(payload) = self.deferred_close.take() {
+            emit_frame(&mut self.out, OpCode::Close, false, &payload);
+            self.close_written = true;
+        }
     }
 
     /// Queue a message as one unmasked frame (compressed if deflate was
     /// negotiated).
     pub fn send(&mut self, msg: Message) -> Result<(), WsError> {
-        if self.close_sent {
+        if self.close_written || (self.close_sent && self.deferred_close.is_none()) {
             return Err(WsError::Closing);
         }
         if self.output_pending() > self.max_output_buffer {
@@ -543,7 +586,9 @@ impl WsConnection {
         } else {
             close_code::NORMAL
         };
-        self.send_close(now, code, reason);
+        // A Close already decided (deferred) goes out first.
+        self.flush_deferred_close();
+        self.send_close(now, code, reason, false);
     }
 
     /// Copy output bytes into `buf`; returns how many.
@@ -614,6 +659,7 @@ impl WsConnection {
         if let Some(d) = self.ping_deadline {
             if now >= d {
                 self.fail(now, WsError::KeepaliveTimeout, true);
+                self.flush_deferred_close();
             }
         } else if now >= self.last_rx + k {
             emit_frame(&mut self.out, OpCode::Ping, false, b"keepalive");
@@ -639,7 +685,7 @@ impl WsConnection {
     /// (section 7.1.1: the server closes first), after a fatal framing
     /// error, a close timeout, or EOF. Write the remaining output first.
     pub fn wants_tcp_close(&self) -> bool {
-        self.tcp_close
+        self.tcp_close && self.deferred_close.is_none()
     }
 
     /// True once we sent a Close frame (no more messages can be sent).

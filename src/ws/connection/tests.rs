@@ -45,6 +45,12 @@ fn output(c: &mut WsConnection) -> Vec<u8> {
     v
 }
 
+/// Output after the events were taken (and thrown away).
+fn drain_output(c: &mut WsConnection) -> Vec<u8> {
+    let _ = events(c);
+    output(c)
+}
+
 fn text(s: &str) -> WsEvent {
     WsEvent::Message(Message::Text(s.into()))
 }
@@ -59,15 +65,14 @@ fn sent_close_code(out: &[u8]) -> Option<u16> {
 fn assert_fails_with(input: &[u8], code: u16) {
     let mut c = conn();
     c.handle_input(T0, input);
+    let ev = events(&mut c);
+    assert!(ev.iter().any(|e| matches!(e, WsEvent::Error(_))), "{ev:?}");
     let out = output(&mut c);
     assert_eq!(
         sent_close_code(&out),
         Some(code),
         "input {input:02x?} → output {out:02x?}"
     );
-    assert!(events(&mut c)
-        .iter()
-        .any(|e| matches!(e, WsEvent::Error(_))));
 }
 
 #[test]
@@ -120,6 +125,28 @@ fn every_truncated_prefix_parses_to_the_same_result() {
         c.handle_input(T0, b);
     }
     expect(&mut c);
+}
+
+#[test]
+fn reply_to_a_message_before_a_bad_frame_goes_out_before_the_close() {
+    // Autobahn 3.2: a valid text, then a frame with RSV2, in one read.
+    let mut input = cframe(true, false, 0x1, b"Hello");
+    let mut bad = cframe(true, false, 0x1, b"x");
+    bad[0] |= 0x20;
+    input.extend(bad);
+    let mut c = conn();
+    c.handle_input(T0, &input);
+    assert_eq!(c.poll_event(), Some(text("Hello")));
+    c.send(Message::Text("Hello".into())).unwrap();
+    assert!(matches!(
+        c.poll_event(),
+        Some(WsEvent::Error(WsError::ReservedBits))
+    ));
+    assert!(c.send(Message::Text("late".into())).is_err());
+    let out = output(&mut c);
+    assert_eq!(&out[..7], b"\x81\x05Hello");
+    assert_eq!(sent_close_code(&out[7..]), Some(1002));
+    assert!(c.wants_tcp_close());
 }
 
 #[test]
@@ -178,7 +205,7 @@ fn close_code_rules() {
         let mut c = conn();
         c.handle_input(T0, &cframe(true, false, 0x8, &code.to_be_bytes()));
         assert_eq!(
-            sent_close_code(&output(&mut c)),
+            sent_close_code(&drain_output(&mut c)),
             Some(expect),
             "code {code}"
         );
@@ -191,8 +218,6 @@ fn close_payload_rules() {
     // Empty close → empty close echoed, clean.
     let mut c = conn();
     c.handle_input(T0, &cframe(true, false, 0x8, b""));
-    assert_eq!(output(&mut c), [0x88, 0x00]);
-    assert!(c.wants_tcp_close());
     assert_eq!(
         events(&mut c),
         vec![WsEvent::Closed {
@@ -201,6 +226,8 @@ fn close_payload_rules() {
             clean: true
         }]
     );
+    assert_eq!(output(&mut c), [0x88, 0x00]);
+    assert!(c.wants_tcp_close());
     // One byte → 1002.
     assert_fails_with(&cframe(true, false, 0x8, &[0x03]), 1002);
     // Invalid UTF-8 reason → 1007.
@@ -208,7 +235,7 @@ fn close_payload_rules() {
     // Code + reason echoes the code.
     let mut c = conn();
     c.handle_input(T0, &cframe(true, false, 0x8, b"\x03\xe8bye"));
-    assert_eq!(output(&mut c), [0x88, 0x02, 0x03, 0xe8]);
+    assert!(!c.wants_tcp_close(), "the echo is not written yet");
     assert_eq!(
         events(&mut c),
         vec![WsEvent::Closed {
@@ -217,6 +244,8 @@ fn close_payload_rules() {
             clean: true
         }]
     );
+    assert_eq!(output(&mut c), [0x88, 0x02, 0x03, 0xe8]);
+    assert!(c.wants_tcp_close());
     // Nothing is read after the close.
     c.handle_input(T0, &cframe(true, false, 0x1, b"late"));
     assert!(events(&mut c).is_empty());
@@ -281,7 +310,7 @@ fn utf8_fails_fast_inside_an_unfinished_frame() {
     c.handle_input(T0, &f[..header_len + 4]);
     let ev = events(&mut c);
     assert_eq!(ev[0], WsEvent::Error(WsError::InvalidUtf8 { position: 3 }));
-    assert_eq!(sent_close_code(&output(&mut c)), Some(1007));
+    assert_eq!(sent_close_code(&drain_output(&mut c)), Some(1007));
     // The frame structure is intact: the peer's close still completes.
     c.handle_input(T0, &f[header_len + 4..]);
     c.handle_input(T0, &cframe(true, false, 0x8, &1007u16.to_be_bytes()));
@@ -297,12 +326,12 @@ fn limits_give_1009() {
     };
     let mut c = conn_with(cfg.clone(), None);
     c.handle_input(T0, &cframe(true, false, 0x2, &[0u8; 101]));
-    assert_eq!(sent_close_code(&output(&mut c)), Some(1009));
+    assert_eq!(sent_close_code(&drain_output(&mut c)), Some(1009));
     let mut c = conn_with(cfg, None);
     let mut f = cframe(false, false, 0x2, &[0u8; 100]);
     f.extend(cframe(true, false, 0x0, &[0u8; 51]));
     c.handle_input(T0, &f);
-    assert_eq!(sent_close_code(&output(&mut c)), Some(1009));
+    assert_eq!(sent_close_code(&drain_output(&mut c)), Some(1009));
 }
 
 #[test]
@@ -346,7 +375,7 @@ fn keepalive_ping_and_expiry() {
     assert_eq!(output(&mut c), b"\x89\x09keepalive");
     // Silence for another interval → close 1001.
     c.handle_timeout(T0 + k * 3);
-    assert_eq!(sent_close_code(&output(&mut c)), Some(1001));
+    assert_eq!(sent_close_code(&drain_output(&mut c)), Some(1001));
 }
 
 #[test]
@@ -382,7 +411,7 @@ fn rfc7692_compressed_hello_and_deflate_round_trip() {
     let mut f = cframe(false, true, 0x1, &[0xf2]);
     f.extend(cframe(true, true, 0x0, &[0x48]));
     c.handle_input(T0, &f);
-    assert_eq!(sent_close_code(&output(&mut c)), Some(1002));
+    assert_eq!(sent_close_code(&drain_output(&mut c)), Some(1002));
     // Outgoing: compressed with RSV1, decodable by a fresh inflater.
     let mut c = conn_with(WsConfig::default(), Some(DeflateParams::default()));
     c.send(Message::Text("Hello".into())).unwrap();
@@ -395,7 +424,7 @@ fn rfc7692_compressed_hello_and_deflate_round_trip() {
 fn rsv1_on_control_frame_with_deflate_is_1002() {
     let mut c = conn_with(WsConfig::default(), Some(DeflateParams::default()));
     c.handle_input(T0, &cframe(true, true, 0x9, b""));
-    assert_eq!(sent_close_code(&output(&mut c)), Some(1002));
+    assert_eq!(sent_close_code(&drain_output(&mut c)), Some(1002));
 }
 
 #[test]
@@ -408,7 +437,7 @@ fn decompression_bomb_is_1009() {
     let mut tx = crate::ws::deflate::DeflateCodec::new(DeflateParams::default());
     let z = tx.compress_message(&vec![b'a'; 8 << 20]);
     c.handle_input(T0, &cframe(true, true, 0x2, &z));
-    assert_eq!(sent_close_code(&output(&mut c)), Some(1009));
+    assert_eq!(sent_close_code(&drain_output(&mut c)), Some(1009));
 }
 
 #[test]
@@ -434,7 +463,7 @@ fn tungstenite_client_frames_cross_check() {
     let mut cur = std::io::Cursor::new(out);
     let mut fr = tungstenite::protocol::frame::FrameSocket::new(&mut cur);
     let f = fr.read(None).unwrap().unwrap();
-    assert_eq!(f.payload().as_ref(), &[1, 2, 3]);
+    assert_eq!(f.payload(), &[1, 2, 3]);
 }
 
 mod prop {
