@@ -14,8 +14,8 @@
 //!
 //! Both stacks get 1 MiB socket buffers, MTU 1500 (MSS 1460), checksums
 //! computed in software. smoltcp runs with its Reno controller (ustack runs
-//! NewReno); smoltcp has no SACK. The link is self-contained here (ustack's
-//! `phy::sim` was not in main when this was written).
+//! NewReno); smoltcp has no SACK. The impaired link is ustack's
+//! `phy::sim::Link`, the same for both stacks.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -37,63 +37,63 @@ struct LinkCfg {
 }
 
 impl LinkCfg {
-    const PERFECT: LinkCfg = LinkCfg { delay_us: 0, loss: 0.0, rate_bps: 0, queue_bytes: usize::MAX };
+    const PERFECT: LinkCfg = LinkCfg { delay_us: 0, loss: 0.0, rate_bps: 0, queue_bytes: 0 };
 }
 
-/// One direction: serialization at `rate_bps` behind a tail-drop queue,
-/// then a fixed delay; random loss on entry.
-struct Link {
-    cfg: LinkCfg,
-    rng: u64,
-    /// (delivery time, packet)
-    q: VecDeque<(Micros, Vec<u8>)>,
-    /// When the bottleneck finishes sending what is queued.
-    busy_until: Micros,
-    sent: u64,
-    dropped: u64,
+/// One direction of the link. The perfect link is a plain FIFO (no copy, no
+/// clock); the impaired one is ustack's own simulated link
+/// (`ustack::phy::sim::Link`: seeded loss, then a drop-tail bottleneck queue,
+/// then propagation delay), used for both stacks.
+enum Link {
+    Perfect { q: VecDeque<Vec<u8>>, sent: u64 },
+    Sim(Box<ustack::phy::sim::Link>),
 }
 
 impl Link {
     fn new(cfg: LinkCfg, seed: u64) -> Link {
-        Link { cfg, rng: seed ^ 0x9E37_79B9_7F4A_7C15, q: VecDeque::new(), busy_until: 0, sent: 0, dropped: 0 }
-    }
-    fn rand01(&mut self) -> f64 {
-        // SplitMix64.
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        if cfg.delay_us == 0 && cfg.loss == 0.0 && cfg.rate_bps == 0 {
+            return Link::Perfect { q: VecDeque::new(), sent: 0 };
+        }
+        let c = ustack::phy::sim::LinkConfig {
+            latency: std::time::Duration::from_micros(cfg.delay_us),
+            bandwidth_bps: (cfg.rate_bps > 0).then_some(cfg.rate_bps),
+            queue_bytes: cfg.queue_bytes,
+            loss: cfg.loss,
+            ..Default::default()
+        };
+        Link::Sim(Box::new(ustack::phy::sim::Link::new(c, ustack::rand::Rng::new(seed))))
     }
     fn send(&mut self, now: Micros, p: Vec<u8>) {
-        self.sent += 1;
-        if self.cfg.loss > 0.0 && self.rand01() < self.cfg.loss {
-            self.dropped += 1;
-            return;
-        }
-        let depart = if self.cfg.rate_bps == 0 {
-            now
-        } else {
-            let start = self.busy_until.max(now);
-            // Bytes still waiting ahead of us, as time at the bottleneck rate.
-            let backlog = (start - now) as u128 * self.cfg.rate_bps as u128 / 8_000_000;
-            if backlog as usize + p.len() > self.cfg.queue_bytes {
-                self.dropped += 1;
-                return;
+        match self {
+            Link::Perfect { q, sent } => {
+                *sent += 1;
+                q.push_back(p);
             }
-            let tx = (p.len() as u64 * 8 * 1_000_000).div_ceil(self.cfg.rate_bps);
-            self.busy_until = start + tx;
-            self.busy_until
-        };
-        self.q.push_back((depart + self.cfg.delay_us, p));
+            Link::Sim(l) => l.send(ustack::time::Instant::from_micros(now), &p),
+        }
     }
     fn next_at(&self) -> Option<Micros> {
-        self.q.front().map(|(t, _)| *t)
+        match self {
+            Link::Perfect { q, .. } => (!q.is_empty()).then_some(0),
+            Link::Sim(l) => l.poll_at().map(|t| t.total_micros()),
+        }
     }
     fn recv(&mut self, now: Micros) -> Option<Vec<u8>> {
-        match self.q.front() {
-            Some((t, _)) if *t <= now => self.q.pop_front().map(|(_, p)| p),
-            _ => None,
+        match self {
+            Link::Perfect { q, .. } => q.pop_front(),
+            Link::Sim(l) => l.recv(ustack::time::Instant::from_micros(now)),
+        }
+    }
+    fn sent(&self) -> u64 {
+        match self {
+            Link::Perfect { sent, .. } => *sent,
+            Link::Sim(l) => l.stats.sent,
+        }
+    }
+    fn dropped(&self) -> u64 {
+        match self {
+            Link::Perfect { .. } => 0,
+            Link::Sim(l) => l.stats.lost + l.stats.queue_drops,
         }
     }
 }
@@ -503,13 +503,13 @@ fn run<S: Host, R: Host>(mut s: S, mut r: R, total: u64, ab: LinkCfg, ba: LinkCf
             "  run: {} of {total} B in {} us clock, s->r {} pkts ({} dropped), r->s {} pkts ({} dropped)",
             r.received(),
             now,
-            l_sr.sent,
-            l_sr.dropped,
-            l_rs.sent,
-            l_rs.dropped
+            l_sr.sent(),
+            l_sr.dropped(),
+            l_rs.sent(),
+            l_rs.dropped()
         );
     }
-    Outcome { bytes: r.received(), clock_us: now, wall_ns: wall.elapsed().as_nanos(), segments: l_sr.sent, corrupt: r.corrupt_at().or((r.received() > total).then_some(total)) }
+    Outcome { bytes: r.received(), clock_us: now, wall_ns: wall.elapsed().as_nanos(), segments: l_sr.sent(), corrupt: r.corrupt_at().or((r.received() > total).then_some(total)) }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
