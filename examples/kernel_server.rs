@@ -6,6 +6,9 @@
 //! cargo run --release --example kernel_server -- 0.0.0.0:80
 //! ```
 //!
+//! Port 81 (same address) is a WebSocket echo server (tungstenite) for the
+//! round-trip-time workload: ustack serves it as `/ws/echo` on port 80.
+//!
 //! Blocking std sockets, one thread per connection; the HTTP logic
 //! (`GET /bytes/N`, `POST /sha256`, keep-alive) is the same code the smoltcp
 //! comparison server uses (`examples/bench_common/http.rs`).
@@ -59,6 +62,17 @@ fn serve(mut s: TcpStream) {
     }
 }
 
+/// WebSocket echo: every data message is sent back.
+fn ws_echo(s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let Ok(mut ws) = tungstenite::accept(s) else { return };
+    while let Ok(m) = ws.read() {
+        if (m.is_binary() || m.is_text()) && ws.send(m).is_err() {
+            return;
+        }
+    }
+}
+
 fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "0.0.0.0:80".to_string());
     let listener = match TcpListener::bind(&addr) {
@@ -69,6 +83,14 @@ fn main() {
         }
     };
     eprintln!("kernel_server: listening on {addr}");
+    let ws_addr = listener.local_addr().map(|a| std::net::SocketAddr::new(a.ip(), 81));
+    if let Ok(ws_listener) = ws_addr.and_then(TcpListener::bind) {
+        std::thread::spawn(move || {
+            for s in ws_listener.incoming().flatten() {
+                std::thread::spawn(move || ws_echo(s));
+            }
+        });
+    }
     for s in listener.incoming() {
         match s {
             Ok(s) => {

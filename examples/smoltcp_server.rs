@@ -16,6 +16,10 @@
 //! large-buffer setting, for a fair fight); the memory is only touched as
 //! it is used.
 //!
+//! Port 81 is a WebSocket echo server (tungstenite over an in-memory pipe
+//! fed from the smoltcp socket) for the round-trip-time workload; ustack
+//! serves the same as `/ws/echo` on port 80.
+//!
 //! The HTTP logic (`GET /bytes/N`, `POST /sha256`, keep-alive, HTTP/1.0
 //! close) is shared with the kernel server (`examples/bench_common/http.rs`)
 //! and is written zero-copy into/out of smoltcp's socket buffers.
@@ -28,7 +32,10 @@ use smoltcp::phy::{wait as phy_wait, Medium, TunTapInterface};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 struct Args {
@@ -92,8 +99,115 @@ enum Slot {
     Idle,
     /// Serving requests.
     Active(Box<http::HttpConn>),
+    /// A WebSocket echo connection (port 81).
+    Ws(Box<WsConn>),
     /// We called `close`; waiting for CLOSED/TIME-WAIT to re-arm.
     Closing,
+}
+
+/// Port of the WebSocket echo pool.
+const WS_PORT: u16 = 81;
+
+/// Bytes between a smoltcp socket and tungstenite.
+#[derive(Default)]
+struct Bufs {
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+/// tungstenite's stream: reads what the socket received, `WouldBlock` when
+/// there is nothing; writes are collected for the socket.
+#[derive(Clone, Default)]
+struct Pipe(Rc<RefCell<Bufs>>);
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut b = self.0.borrow_mut();
+        if b.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(b.input.len());
+        buf[..n].copy_from_slice(&b.input[..n]);
+        b.input.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+type WsHandshake = tungstenite::handshake::MidHandshake<
+    tungstenite::handshake::server::ServerHandshake<Pipe, tungstenite::handshake::server::NoCallback>,
+>;
+
+/// A WebSocket echo connection.
+enum Ws {
+    Start,
+    Handshake(WsHandshake),
+    Open(Box<tungstenite::WebSocket<Pipe>>),
+    Failed,
+}
+
+struct WsConn {
+    pipe: Pipe,
+    ws: Ws,
+}
+
+impl WsConn {
+    /// Run tungstenite on whatever input arrived; echo data messages.
+    fn drive(&mut self) {
+        loop {
+            self.ws = match std::mem::replace(&mut self.ws, Ws::Failed) {
+                Ws::Start => match tungstenite::accept(self.pipe.clone()) {
+                    Ok(ws) => Ws::Open(Box::new(ws)),
+                    Err(tungstenite::HandshakeError::Interrupted(m)) => {
+                        self.ws = Ws::Handshake(m);
+                        return;
+                    }
+                    Err(_) => Ws::Failed,
+                },
+                Ws::Handshake(m) => match m.handshake() {
+                    Ok(ws) => Ws::Open(Box::new(ws)),
+                    Err(tungstenite::HandshakeError::Interrupted(m)) => {
+                        self.ws = Ws::Handshake(m);
+                        return;
+                    }
+                    Err(_) => Ws::Failed,
+                },
+                Ws::Open(mut ws) => {
+                    loop {
+                        match ws.read() {
+                            Ok(m) if m.is_binary() || m.is_text() => {
+                                if ws.send(m).is_err() {
+                                    self.ws = Ws::Failed;
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                                let _ = ws.flush();
+                                break;
+                            }
+                            Err(_) => {
+                                self.ws = Ws::Failed;
+                                return;
+                            }
+                        }
+                    }
+                    self.ws = Ws::Open(ws);
+                    return;
+                }
+                Ws::Failed => return,
+            };
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -126,15 +240,16 @@ fn main() {
     });
 
     let mut sockets = SocketSet::new(vec![]);
-    let mut pool: Vec<(SocketHandle, Slot)> = Vec::with_capacity(args.pool);
-    for _ in 0..args.pool {
+    let mut pool: Vec<(SocketHandle, Slot, u16)> = Vec::with_capacity(args.pool + 4);
+    for i in 0..args.pool + 4 {
+        let port = if i < args.pool { args.port } else { WS_PORT };
         let rx = tcp::SocketBuffer::new(vec![0u8; args.buf]);
         let tx = tcp::SocketBuffer::new(vec![0u8; args.buf]);
         let mut s = tcp::Socket::new(rx, tx);
         s.set_congestion_control(args.cc);
         s.set_nagle_enabled(false);
-        s.listen(args.port).expect("listen");
-        pool.push((sockets.add(s), Slot::Idle));
+        s.listen(port).expect("listen");
+        pool.push((sockets.add(s), Slot::Idle, port));
     }
     eprintln!(
         "smoltcp_server: {} on {} ({}/{}), port {}, {} sockets x {} B buffers, cc {:?}",
@@ -151,16 +266,49 @@ fn main() {
     while !STOP.load(Ordering::Relaxed) {
         let now = Instant::now();
         iface.poll(now, &mut device, &mut sockets);
-        for (h, slot) in pool.iter_mut() {
+        for (h, slot, port) in pool.iter_mut() {
             let s = sockets.get_mut::<tcp::Socket>(*h);
             if !s.is_open() {
                 // CLOSED or TIME-WAIT: take the next connection.
-                let _ = s.listen(args.port);
+                let _ = s.listen(*port);
                 *slot = Slot::Idle;
                 continue;
             }
             if matches!(slot, Slot::Idle) && s.may_send() {
-                *slot = Slot::Active(Box::new(http::HttpConn::new()));
+                *slot = if *port == WS_PORT {
+                    Slot::Ws(Box::new(WsConn { pipe: Pipe::default(), ws: Ws::Start }))
+                } else {
+                    Slot::Active(Box::new(http::HttpConn::new()))
+                };
+            }
+            if let Slot::Ws(w) = slot {
+                while s.can_recv() {
+                    let bufs = &w.pipe.0;
+                    let n = s.recv(|b| {
+                        bufs.borrow_mut().input.extend_from_slice(b);
+                        (b.len(), b.len())
+                    });
+                    if !matches!(n, Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+                w.drive();
+                {
+                    let mut b = w.pipe.0.borrow_mut();
+                    while !b.output.is_empty() && s.can_send() {
+                        match s.send_slice(&b.output) {
+                            Ok(n) if n > 0 => {
+                                b.output.drain(..n);
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                if matches!(w.ws, Ws::Failed) || !s.may_recv() {
+                    s.close();
+                    *slot = Slot::Closing;
+                }
+                continue;
             }
             let Slot::Active(c) = slot else { continue };
             loop {

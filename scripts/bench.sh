@@ -2,50 +2,55 @@
 # scripts/bench.sh — ustack, smoltcp 0.14 and the Linux kernel side by side.
 #
 #   sudo scripts/bench.sh [--quick] [--rounds N] [--size BYTES] [--duration SECS]
-#                         [--systems "ustack smoltcp kernel"] [--workloads "down up wrk ab"]
+#                         [--systems "ustack ustack-nooff smoltcp kernel"] [--workloads "down up wrk ab ws"]
 #                         [--ustack-args "ARGS"] [--mtu N] [--no-build] [--out FILE]
 #
 # What it does (everything it creates is removed on exit, via trap):
 #   * builds target/release/ustack and the examples smoltcp_server and
 #     kernel_server (unless --no-build);
-#   * a client namespace "ubc<id>" holding two TUN devices, one for ustack
-#     (10.231.1.1 kernel side, ustack 10.231.1.2) and one for smoltcp
-#     (10.231.2.1 / .2), and a veth pair to a server namespace "ubk<id>"
-#     where the kernel reference server listens (10.231.3.2);
+#   * a client namespace "ubc<id>" holding three TUN devices: ustack
+#     (10.231.1.1 kernel side, ustack 10.231.1.2), ustack with --no-offload
+#     (10.231.4.1 / .2), smoltcp (10.231.2.1 / .2); and a veth pair to a
+#     server namespace "ubk<id>" where the kernel reference server listens
+#     (10.231.3.2);
 #   * starts the three servers once, then runs each workload from the client
 #     namespace, ALTERNATING the systems (A B C A B C ...) for --rounds rounds:
 #       down  curl GET /bytes/SIZE                 (one connection, Gbit/s)
 #       up    curl POST /sha256 of SIZE zero bytes (one connection, Gbit/s; hash checked)
 #       wrk   wrk -t1 -c32 -dD GET /bytes/100      (keep-alive requests/s)
 #       ab    ab -c4 -t D GET /bytes/100           (HTTP/1.0, one connection per request: conn/s)
+#       ws    examples/ws_rtt: 2000 sequential 32-byte WebSocket echoes (median RTT, us);
+#             ustack /ws/echo on port 80, the comparison servers on port 81
 #   * reports medians, ratios ustack/smoltcp and ustack/kernel, and the
 #     server process's CPU time (utime+stime from /proc/PID/stat) per GB
 #     moved or per request, as a Markdown table (stdout and --out FILE).
 #
-# Environment: USTACK_ARGS (same as --ustack-args), e.g. "--no-offload", is
-# appended to `ustack serve`; the table header names it.
+# Systems: ustack (default options: TUN offload on), ustack-nooff (same with
+# --no-offload: one packet per read/write, like smoltcp), smoltcp, kernel.
+# Environment: USTACK_ARGS (same as --ustack-args) is appended to both
+# `ustack serve` command lines; the table header names it.
 #
-# Time: default 4 rounds, 1 GB transfers, 5 s wrk/ab runs (~4-5 min);
-# --quick: 2 rounds, 300 MB, 2 s (~1 min). Numbers are only comparable
+# Time: default 3 rounds, 1 GB transfers, 5 s wrk/ab runs (~5 min);
+# --quick: 1 round, 300 MB, 2 s (~1 min). Numbers are only comparable
 # within one run: never use them as pass/fail thresholds.
 set -euo pipefail
 
-ROUNDS=4
+ROUNDS=3
 SIZE=1000000000
 DURATION=5
-SYSTEMS="ustack smoltcp kernel"
-WORKLOADS="down up wrk ab"
+SYSTEMS="ustack ustack-nooff smoltcp kernel"
+WORKLOADS="down up wrk ab ws"
 USTACK_ARGS=${USTACK_ARGS:-}
 MTU=""
 BUILD=1
 OUT=""
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) ROUNDS=2; SIZE=300000000; DURATION=2; shift ;;
+        --quick) ROUNDS=1; SIZE=300000000; DURATION=2; shift ;;
         --rounds) ROUNDS=${2:?}; shift 2 ;;
         --size) SIZE=${2:?}; shift 2 ;;
         --duration) DURATION=${2:?}; shift 2 ;;
@@ -79,13 +84,14 @@ find_cargo() {
 }
 if [ "$BUILD" -eq 1 ]; then
     cargo=$(find_cargo)
-    echo "# building (release): ustack, examples smoltcp_server, kernel_server" >&2
-    $cargo build --release --bin ustack --example smoltcp_server --example kernel_server >&2
+    echo "# building (release): ustack, examples smoltcp_server, kernel_server, ws_rtt" >&2
+    $cargo build --release --bin ustack --example smoltcp_server --example kernel_server --example ws_rtt >&2
 fi
 USTACK_BIN=$ROOT/target/release/ustack
 SMOLTCP_BIN=$ROOT/target/release/examples/smoltcp_server
 KERNEL_BIN=$ROOT/target/release/examples/kernel_server
-for b in "$USTACK_BIN" "$SMOLTCP_BIN" "$KERNEL_BIN"; do [ -x "$b" ] || die "missing $b (build first)"; done
+WSRTT_BIN=$ROOT/target/release/examples/ws_rtt
+for b in "$USTACK_BIN" "$SMOLTCP_BIN" "$KERNEL_BIN" "$WSRTT_BIN"; do [ -x "$b" ] || die "missing $b (build first)"; done
 
 # ---------------------------------------------------------------- plumbing
 ID=$(( $$ % 100000 ))
@@ -93,10 +99,12 @@ NS_C=ubc$ID
 NS_K=ubk$ID
 TUN_U=ubu$ID
 TUN_S=ubs$ID
+TUN_N=ubn$ID
 VETH_C=ubvc$ID
 VETH_K=ubvk$ID
 ADDR_U=10.231.1.2
 ADDR_S=10.231.2.2
+ADDR_N=10.231.4.2
 ADDR_K=10.231.3.2
 TMP=$(mktemp -d /tmp/ustack-bench.XXXXXX)
 UPFILE=/dev/shm/ustack-bench-$ID.bin
@@ -124,7 +132,7 @@ ip netns add "$NS_C"
 ip netns add "$NS_K"
 ip -n "$NS_C" link set lo up
 ip -n "$NS_K" link set lo up
-for pair in "$TUN_U:10.231.1.1" "$TUN_S:10.231.2.1"; do
+for pair in "$TUN_U:10.231.1.1" "$TUN_S:10.231.2.1" "$TUN_N:10.231.4.1"; do
     dev=${pair%%:*}; a=${pair#*:}
     ip netns exec "$NS_C" ip tuntap add dev "$dev" mode tun
     ip -n "$NS_C" addr add "$a/24" dev "$dev"
@@ -140,7 +148,7 @@ ip -n "$NS_C" link set "$VETH_C" up
 ip -n "$NS_K" link set "$VETH_K" up
 
 # --------------------------------------------------------------- servers
-addr_of() { case $1 in ustack) echo $ADDR_U;; smoltcp) echo $ADDR_S;; kernel) echo $ADDR_K;; esac; }
+addr_of() { case $1 in ustack) echo $ADDR_U;; ustack-nooff) echo $ADDR_N;; smoltcp) echo $ADDR_S;; kernel) echo $ADDR_K;; esac; }
 
 # `ip netns exec` execs the server, so $! is the server's own PID (the one
 # whose CPU time we read and which we stop on exit).
@@ -149,9 +157,11 @@ start() {
     case $s in
         # shellcheck disable=SC2086
         ustack) ip netns exec "$NS_C" "$USTACK_BIN" serve --tun "$TUN_U" --addr "$ADDR_U" --seed 1 $USTACK_ARGS >"$log" 2>&1 & ;;
+        # shellcheck disable=SC2086
+        ustack-nooff) ip netns exec "$NS_C" "$USTACK_BIN" serve --tun "$TUN_N" --addr "$ADDR_N" --seed 1 --no-offload $USTACK_ARGS >"$log" 2>&1 & ;;
         smoltcp) ip netns exec "$NS_C" "$SMOLTCP_BIN" --tun "$TUN_S" --addr "$ADDR_S/24" >"$log" 2>&1 & ;;
         kernel) ip netns exec "$NS_K" "$KERNEL_BIN" 0.0.0.0:80 >"$log" 2>&1 & ;;
-        *) die "unknown system '$s' (ustack, smoltcp, kernel)" ;;
+        *) die "unknown system '$s' (ustack, ustack-nooff, smoltcp, kernel)" ;;
     esac
     PID[$s]=$!
 }
@@ -232,6 +242,15 @@ run_one() {
             if [ -n "$rps" ] && [ "${ndone:-0}" -gt 0 ]; then
                 record "$s ab $rps $(python3 -c "print($c1-$c0)") $ndone"
             else echo "  ab $s: ${out:0:300}" >&2; record "$s ab fail 0 0"; fi ;;
+        ws)
+            local url="ws://$a:81/"
+            case $s in ustack*) url="ws://$a/ws/echo";; esac
+            out=$(cexec timeout 60 "$WSRTT_BIN" "$url" 2000 32 2>&1 || true)
+            c1=$(cpu_of "$pid")
+            local med p99 nmsg; read -r med p99 nmsg <<<"$out"
+            if [[ "${nmsg:-}" =~ ^[0-9]+$ ]]; then
+                record "$s ws $med $(python3 -c "print($c1-$c0)") $nmsg"
+            else echo "  ws $s: ${out:0:200}" >&2; record "$s ws fail 0 0"; fi ;;
     esac
     echo "  $w $s: $(tail -n1 "$RESULTS" | cut -d' ' -f3)" >&2
 }
@@ -261,6 +280,7 @@ names = {
     "up": ("1 connection upload, POST /sha256 (%s B)" % size, "Gbit/s", "CPU s/GB"),
     "wrk": ("keep-alive req/s, wrk -t1 -c32 -d%ss, /bytes/100" % dur, "req/s", "CPU us/req"),
     "ab": ("new connections/s, ab -c4 -t%s (HTTP/1.0, close), /bytes/100" % dur, "conn/s", "CPU us/req"),
+    "ws": ("WebSocket echo RTT, 32 B, median of 2000 (ratio: other RTT / ustack RTT, >1 = ustack faster)", "us", "CPU us/msg"),
 }
 def med(s, w):
     runs = data.get((s, w), [])
@@ -269,6 +289,8 @@ def med(s, w):
         return None, None, len(runs), 0
     v = statistics.median(r[0] for r in ok)
     tot_cpu = sum(r[1] for r in ok); tot_units = sum(r[2] for r in ok)
+    if w == "ws":
+        v = statistics.median(r[0] for r in ok)
     if w in ("down", "up"):
         c = tot_cpu / (tot_units / 1e9) if tot_units else None
     else:
@@ -276,13 +298,13 @@ def med(s, w):
     return v, c, len(runs), len(ok)
 def fmt(x, w):
     if x is None: return "fail"
-    return "%.2f" % x if w in ("down", "up") else "%.0f" % x
-print("ustack `serve %s` vs smoltcp 0.14 (examples/smoltcp_server.rs) vs Linux kernel over veth (examples/kernel_server.rs); "
+    return "%.2f" % x if w in ("down", "up") else "%.1f" % x if w == "ws" else "%.0f" % x
+print("ustack `serve %s` (ustack-nooff: plus `--no-offload`) vs smoltcp 0.14 (examples/smoltcp_server.rs) vs Linux kernel over veth (examples/kernel_server.rs); "
       "TUN MTU %s; client (curl, wrk, ab) kernel congestion control %s; medians of %s alternating rounds; run took %s s." % (uargs or "(default)", mtu, ccc, rounds, elapsed))
 print()
-hdr = ["workload", "unit"] + systems
-if "ustack" in systems and "smoltcp" in systems: hdr.append("ustack/smoltcp")
-if "ustack" in systems and "kernel" in systems: hdr.append("ustack/kernel")
+ours = [s for s in systems if s.startswith("ustack")]
+pairs = [(u, o) for u in ours for o in ("smoltcp", "kernel") if o in systems]
+hdr = ["workload", "unit"] + systems + ["%s/%s" % p for p in pairs]
 hdr += ["CPU " + s for s in systems]
 print("| " + " | ".join(hdr) + " |")
 print("|" + "---|" * len(hdr))
@@ -293,10 +315,11 @@ for w in workloads:
     for s in systems:
         v, c, n, ok = m[s]
         row.append(fmt(v, w) + ("" if ok == n else " (%d/%d ok)" % (ok, n)))
-    for other in ("smoltcp", "kernel"):
-        if "ustack" in systems and other in systems:
-            a, b = m["ustack"][0], m[other][0]
-            row.append("%.2fx" % (a / b) if a and b else "-")
+    for u, other in pairs:
+        a, b = m[u][0], m[other][0]
+        if w == "ws":
+            a, b = b, a
+        row.append("%.2fx" % (a / b) if a and b else "-")
     for s in systems:
         c = m[s][1]
         row.append(("%.2f" % c if w in ("down", "up") else "%.1f" % c) + " " + cunit.split()[1] if c is not None else "-")
