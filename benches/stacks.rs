@@ -37,7 +37,12 @@ struct LinkCfg {
 }
 
 impl LinkCfg {
-    const PERFECT: LinkCfg = LinkCfg { delay_us: 0, loss: 0.0, rate_bps: 0, queue_bytes: 0 };
+    const PERFECT: LinkCfg = LinkCfg {
+        delay_us: 0,
+        loss: 0.0,
+        rate_bps: 0,
+        queue_bytes: 0,
+    };
 }
 
 /// One direction of the link. The perfect link is a plain FIFO (no copy, no
@@ -52,7 +57,10 @@ enum Link {
 impl Link {
     fn new(cfg: LinkCfg, seed: u64) -> Link {
         if cfg.delay_us == 0 && cfg.loss == 0.0 && cfg.rate_bps == 0 {
-            return Link::Perfect { q: VecDeque::new(), sent: 0 };
+            return Link::Perfect {
+                q: VecDeque::new(),
+                sent: 0,
+            };
         }
         let c = ustack::phy::sim::LinkConfig {
             latency: std::time::Duration::from_micros(cfg.delay_us),
@@ -61,7 +69,10 @@ impl Link {
             loss: cfg.loss,
             ..Default::default()
         };
-        Link::Sim(Box::new(ustack::phy::sim::Link::new(c, ustack::rand::Rng::new(seed))))
+        Link::Sim(Box::new(ustack::phy::sim::Link::new(
+            c,
+            ustack::rand::Rng::new(seed),
+        )))
     }
     fn send(&mut self, now: Micros, p: Vec<u8>) {
         match self {
@@ -130,7 +141,10 @@ fn pattern() -> Vec<u8> {
 /// Check `data` as the bytes at stream offset `at`; returns the first bad offset.
 fn check(at: u64, data: &[u8]) -> Option<u64> {
     let p0 = (at % 251) as usize;
-    data.iter().enumerate().position(|(j, &b)| b != ((p0 + j) % 251) as u8).map(|j| at + j as u64)
+    data.iter()
+        .enumerate()
+        .position(|(j, &b)| b != ((p0 + j) % 251) as u8)
+        .map(|j| at + j as u64)
 }
 
 // ---- ustack
@@ -171,10 +185,28 @@ mod us {
         let mut rs = Stack::new(config(B_ADDR), seed + 2);
         let listener = rs.listen(PORT, 16).expect("listen");
         let mut ss = Stack::new(config(A_ADDR), seed + 1);
-        let sock = ss.connect(Instant::ZERO, SocketAddrV4::new(B_ADDR, PORT)).expect("connect");
+        let sock = ss
+            .connect(Instant::ZERO, SocketAddrV4::new(B_ADDR, PORT))
+            .expect("connect");
         (
-            Sender { stack: ss, sock, total, left: total, data: pattern(), closed: false, buf: vec![0; 65536] },
-            Receiver { stack: rs, listener, sock: None, got: 0, buf: vec![0; 256 * 1024], verify, bad: None },
+            Sender {
+                stack: ss,
+                sock,
+                total,
+                left: total,
+                data: pattern(),
+                closed: false,
+                buf: vec![0; 65536],
+            },
+            Receiver {
+                stack: rs,
+                listener,
+                sock: None,
+                got: 0,
+                buf: vec![0; 256 * 1024],
+                verify,
+                bad: None,
+            },
         )
     }
 
@@ -323,7 +355,10 @@ mod sm {
         iface.update_ip_addrs(|v| {
             let _ = v.push(IpCidr::new(IpAddress::Ipv4(a), 24));
         });
-        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; BUF]), tcp::SocketBuffer::new(vec![0; BUF]));
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; BUF]),
+            tcp::SocketBuffer::new(vec![0; BUF]),
+        );
         s.set_congestion_control(tcp::CongestionControl::Reno);
         let mut sockets = SocketSet::new(vec![]);
         let h = sockets.add(s);
@@ -332,10 +367,16 @@ mod sm {
 
     pub fn pair(total: u64, seed: u64, verify: bool) -> (Host, Host) {
         let (rdev, riface, mut rsockets, rh) = host(B_ADDR, seed + 2);
-        rsockets.get_mut::<tcp::Socket>(rh).listen(PORT).expect("listen");
+        rsockets
+            .get_mut::<tcp::Socket>(rh)
+            .listen(PORT)
+            .expect("listen");
         let (sdev, mut siface, mut ssockets, sh) = host(A_ADDR, seed + 1);
         let cx = siface.context();
-        ssockets.get_mut::<tcp::Socket>(sh).connect(cx, (IpAddress::Ipv4(B_ADDR), PORT), 49152).expect("connect");
+        ssockets
+            .get_mut::<tcp::Socket>(sh)
+            .connect(cx, (IpAddress::Ipv4(B_ADDR), PORT), 49152)
+            .expect("connect");
         (
             Host {
                 dev: sdev,
@@ -419,7 +460,9 @@ mod sm {
         }
         fn poll_at(&mut self, now: Micros) -> Option<Micros> {
             let ts = Instant::from_micros(now as i64);
-            self.iface.poll_at(ts, &self.sockets).map(|t| t.total_micros().max(0) as u64)
+            self.iface
+                .poll_at(ts, &self.sockets)
+                .map(|t| t.total_micros().max(0) as u64)
         }
         fn received(&self) -> u64 {
             self.got
@@ -448,7 +491,16 @@ struct Outcome {
 /// Run a transfer of `total` bytes. `virtual_clock`: time jumps to the next
 /// event when idle (the loss grid); otherwise `now` is the real elapsed time
 /// (the unimpaired throughput run). Stops at `limit_us` of clock time.
-fn run<S: Host, R: Host>(mut s: S, mut r: R, total: u64, ab: LinkCfg, ba: LinkCfg, seed: u64, virtual_clock: bool, limit_us: u64) -> Outcome {
+fn run<S: Host, R: Host>(
+    mut s: S,
+    mut r: R,
+    total: u64,
+    ab: LinkCfg,
+    ba: LinkCfg,
+    seed: u64,
+    virtual_clock: bool,
+    limit_us: u64,
+) -> Outcome {
     let mut l_sr = Link::new(ab, seed.wrapping_mul(3) + 1);
     let mut l_rs = Link::new(ba, seed.wrapping_mul(5) + 2);
     let wall = WallInstant::now();
@@ -490,11 +542,16 @@ fn run<S: Host, R: Host>(mut s: S, mut r: R, total: u64, ab: LinkCfg, ba: LinkCf
             break;
         }
         if virtual_clock {
-            let next = [l_sr.next_at(), l_rs.next_at(), s.poll_at(now), r.poll_at(now)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(limit_us);
+            let next = [
+                l_sr.next_at(),
+                l_rs.next_at(),
+                s.poll_at(now),
+                r.poll_at(now),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(limit_us);
             now = next.max(now + 1).min(limit_us);
         }
     }
@@ -509,7 +566,13 @@ fn run<S: Host, R: Host>(mut s: S, mut r: R, total: u64, ab: LinkCfg, ba: LinkCf
             l_rs.dropped()
         );
     }
-    Outcome { bytes: r.received(), clock_us: now, wall_ns: wall.elapsed().as_nanos(), segments: l_sr.sent(), corrupt: r.corrupt_at().or((r.received() > total).then_some(total)) }
+    Outcome {
+        bytes: r.received(),
+        clock_us: now,
+        wall_ns: wall.elapsed().as_nanos(),
+        segments: l_sr.sent(),
+        corrupt: r.corrupt_at().or((r.received() > total).then_some(total)),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -539,12 +602,23 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only ustack|smoltcp` (e.g. under perf) and `--no-grid` (perfect link only).
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let grid = !args.iter().any(|a| a == "--no-grid");
     // `cargo bench` passes `--bench`; ignore other arguments.
-    let (bulk, reps, lossy, seeds) = if quick { (20_000_000u64, 3, 2_000_000u64, 3) } else { (100_000_000u64, 5, 10_000_000u64, 5) };
+    let (bulk, reps, lossy, seeds) = if quick {
+        (20_000_000u64, 3, 2_000_000u64, 3)
+    } else {
+        (100_000_000u64, 5, 10_000_000u64, 5)
+    };
 
-    println!("## In-memory: two stacks, one thread, perfect link ({} MB, median of {reps})\n", bulk / 1_000_000);
+    println!(
+        "## In-memory: two stacks, one thread, perfect link ({} MB, median of {reps})\n",
+        bulk / 1_000_000
+    );
     println!("| stack | Gbit/s | ns per data segment | segments | clock ms |");
     println!("|---|---|---|---|---|");
     let mut gbps = [0.0f64; 2];
@@ -558,10 +632,28 @@ fn main() {
         for rep in 0..reps {
             let o = if i == 0 {
                 let (s, r) = us::pair(bulk, rep, false);
-                run(s, r, bulk, LinkCfg::PERFECT, LinkCfg::PERFECT, rep, false, 60_000_000)
+                run(
+                    s,
+                    r,
+                    bulk,
+                    LinkCfg::PERFECT,
+                    LinkCfg::PERFECT,
+                    rep,
+                    false,
+                    60_000_000,
+                )
             } else {
                 let (s, r) = sm::pair(bulk, rep, false);
-                run(s, r, bulk, LinkCfg::PERFECT, LinkCfg::PERFECT, rep, false, 60_000_000)
+                run(
+                    s,
+                    r,
+                    bulk,
+                    LinkCfg::PERFECT,
+                    LinkCfg::PERFECT,
+                    rep,
+                    false,
+                    60_000_000,
+                )
             };
             if o.bytes < bulk {
                 println!("| {name} | incomplete: {} of {bulk} bytes | | | |", o.bytes);
@@ -572,7 +664,13 @@ fn main() {
         }
         let o = last.expect("reps > 0");
         gbps[i] = median(g.clone());
-        println!("| {name} | {:.2} | {:.0} | {} | {:.1} |", gbps[i], median(nsseg), o.segments, o.clock_us as f64 / 1000.0);
+        println!(
+            "| {name} | {:.2} | {:.0} | {} | {:.1} |",
+            gbps[i],
+            median(nsseg),
+            o.segments,
+            o.clock_us as f64 / 1000.0
+        );
     }
     if only.is_none() {
         println!("\nustack/smoltcp: {:.2}x\n", gbps[0] / gbps[1]);
@@ -588,7 +686,12 @@ fn main() {
     println!("| loss | ustack Mbit/s | smoltcp Mbit/s | ustack/smoltcp |");
     println!("|---|---|---|---|");
     for loss in [0.0, 0.01, 0.05] {
-        let cfg = LinkCfg { delay_us: 10_000, loss, rate_bps: 100_000_000, queue_bytes: 250_000 };
+        let cfg = LinkCfg {
+            delay_us: 10_000,
+            loss,
+            rate_bps: 100_000_000,
+            queue_bytes: 250_000,
+        };
         let mut res = [Vec::new(), Vec::new()];
         let mut corrupt = [0; 2];
         let mut unfinished = [0; 2];
@@ -605,7 +708,10 @@ fn main() {
             for (k, o) in [ou, os].into_iter().enumerate() {
                 if let Some(at) = o.corrupt {
                     corrupt[k] += 1;
-                    eprintln!("  {}: loss {loss}, seed {seed}: stream corrupt at offset {at}", ["ustack", "smoltcp"][k]);
+                    eprintln!(
+                        "  {}: loss {loss}, seed {seed}: stream corrupt at offset {at}",
+                        ["ustack", "smoltcp"][k]
+                    );
                 }
                 if o.bytes < lossy {
                     unfinished[k] += 1;
@@ -620,10 +726,21 @@ fn main() {
                 n += &format!(" ({}/{seeds} unfinished at 600 s)", unfinished[k]);
             }
             if corrupt[k] > 0 {
-                n += &format!(" (**{}/{seeds} runs delivered a corrupt stream**)", corrupt[k]);
+                n += &format!(
+                    " (**{}/{seeds} runs delivered a corrupt stream**)",
+                    corrupt[k]
+                );
             }
             n
         };
-        println!("| {:.0}% | {:.2}{} | {:.2}{} | {:.2}x |", loss * 100.0, u, note(0), s, note(1), u / s);
+        println!(
+            "| {:.0}% | {:.2}{} | {:.2}{} | {:.2}x |",
+            loss * 100.0,
+            u,
+            note(0),
+            s,
+            note(1),
+            u / s
+        );
     }
 }

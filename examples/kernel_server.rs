@@ -65,7 +65,9 @@ fn serve(mut s: TcpStream) {
 /// WebSocket echo: every data message is sent back.
 fn ws_echo(s: TcpStream) {
     let _ = s.set_nodelay(true);
-    let Ok(mut ws) = tungstenite::accept(s) else { return };
+    let Ok(mut ws) = tungstenite::accept(s) else {
+        return;
+    };
     while let Ok(m) = ws.read() {
         if (m.is_binary() || m.is_text()) && ws.send(m).is_err() {
             return;
@@ -74,7 +76,9 @@ fn ws_echo(s: TcpStream) {
 }
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "0.0.0.0:80".to_string());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "0.0.0.0:80".to_string());
     let listener = match TcpListener::bind(&addr) {
         Ok(l) => l,
         Err(e) => {
@@ -83,7 +87,9 @@ fn main() {
         }
     };
     eprintln!("kernel_server: listening on {addr}");
-    let ws_addr = listener.local_addr().map(|a| std::net::SocketAddr::new(a.ip(), 81));
+    let ws_addr = listener
+        .local_addr()
+        .map(|a| std::net::SocketAddr::new(a.ip(), 81));
     if let Ok(ws_listener) = ws_addr.and_then(TcpListener::bind) {
         std::thread::spawn(move || {
             for s in ws_listener.incoming().flatten() {

@@ -144,7 +144,10 @@ impl Write for Pipe {
 }
 
 type WsHandshake = tungstenite::handshake::MidHandshake<
-    tungstenite::handshake::server::ServerHandshake<Pipe, tungstenite::handshake::server::NoCallback>,
+    tungstenite::handshake::server::ServerHandshake<
+        Pipe,
+        tungstenite::handshake::server::NoCallback,
+    >,
 >;
 
 /// A WebSocket echo connection.
@@ -191,7 +194,9 @@ impl WsConn {
                                 }
                             }
                             Ok(_) => {}
-                            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                            Err(tungstenite::Error::Io(e))
+                                if e.kind() == io::ErrorKind::WouldBlock =>
+                            {
                                 let _ = ws.flush();
                                 break;
                             }
@@ -223,8 +228,14 @@ fn main() {
     // SAFETY: installing an async-signal-safe handler that stores an atomic.
     #[allow(unsafe_code)]
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
 
     let mut device = TunTapInterface::new(&args.tun, Medium::Ip).unwrap_or_else(|e| {
@@ -276,7 +287,10 @@ fn main() {
             }
             if matches!(slot, Slot::Idle) && s.may_send() {
                 *slot = if *port == WS_PORT {
-                    Slot::Ws(Box::new(WsConn { pipe: Pipe::default(), ws: Ws::Start }))
+                    Slot::Ws(Box::new(WsConn {
+                        pipe: Pipe::default(),
+                        ws: Ws::Start,
+                    }))
                 } else {
                     Slot::Active(Box::new(http::HttpConn::new()))
                 };

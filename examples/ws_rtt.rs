@@ -20,8 +20,16 @@ fn main() {
     };
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2000);
     let size: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let hostport = url.trim_start_matches("ws://").split('/').next().unwrap_or("");
-    let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+    let hostport = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
     let stream = TcpStream::connect(&addr).unwrap_or_else(|e| {
         eprintln!("ws_rtt: connect {addr}: {e}");
         std::process::exit(1)

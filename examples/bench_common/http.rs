@@ -76,7 +76,11 @@ impl Chunked {
                 ChState::Size => match b {
                     b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
                         let d = (b as char).to_digit(16).ok_or(())? as u64;
-                        self.size = self.size.checked_mul(16).and_then(|s| s.checked_add(d)).ok_or(())?;
+                        self.size = self
+                            .size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(d))
+                            .ok_or(())?;
                         self.line += 1;
                         if self.line > 16 {
                             return Err(());
@@ -96,7 +100,11 @@ impl Chunked {
                         return Err(());
                     }
                     self.line = 0;
-                    self.state = if self.size == 0 { ChState::Trailer } else { ChState::Data };
+                    self.state = if self.size == 0 {
+                        ChState::Trailer
+                    } else {
+                        ChState::Data
+                    };
                 }
                 ChState::Data => {
                     let take = (self.size.min((buf.len() - i) as u64)) as usize;
@@ -121,7 +129,11 @@ impl Chunked {
                     self.state = ChState::Size;
                 }
                 ChState::Trailer => {
-                    self.state = if b == b'\r' { ChState::TrailerLf } else { ChState::TrailerLine };
+                    self.state = if b == b'\r' {
+                        ChState::TrailerLf
+                    } else {
+                        ChState::TrailerLine
+                    };
                 }
                 ChState::TrailerLine => {
                     if b == b'\n' {
@@ -271,7 +283,11 @@ impl HttpConn {
             }
         }
         if !self.has_output() && matches!(self.input, Input::Busy) {
-            self.input = if self.close_after { Input::Done } else { Input::Head };
+            self.input = if self.close_after {
+                Input::Done
+            } else {
+                Input::Head
+            };
         }
         n
     }
@@ -290,7 +306,10 @@ impl HttpConn {
             }
             let hash = Box::new(Sha256::new());
             if chunked {
-                self.input = Input::Chunked { dec: Chunked::default(), hash };
+                self.input = Input::Chunked {
+                    dec: Chunked::default(),
+                    hash,
+                };
             } else {
                 let left = content_length;
                 self.input = Input::Sized { left, hash };
@@ -305,10 +324,17 @@ impl HttpConn {
             return self.fail(400);
         }
         if method == "GET" || method == "HEAD" {
-            if let Some(n) = path.strip_prefix("/bytes/").and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(n) = path
+                .strip_prefix("/bytes/")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 self.respond(200, "application/octet-stream", n, &[]);
                 if method == "GET" {
-                    self.body = if n > 0 { Body::Bytes { n, off: 0 } } else { Body::None };
+                    self.body = if n > 0 {
+                        Body::Bytes { n, off: 0 }
+                    } else {
+                        Body::None
+                    };
                 }
                 return;
             }
@@ -340,7 +366,11 @@ impl HttpConn {
         if !self.keep_alive_req || status == 400 {
             self.close_after = true;
         }
-        let conn = if self.close_after { "close" } else { "keep-alive" };
+        let conn = if self.close_after {
+            "close"
+        } else {
+            "keep-alive"
+        };
         self.out.extend_from_slice(
             format!(
                 "HTTP/1.1 {status} {reason}\r\nServer: bench\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: {conn}\r\n\r\n"
@@ -405,7 +435,8 @@ fn find_crlfcrlf(b: &[u8]) -> Option<usize> {
 }
 
 fn contains_token(v: &[u8], tok: &[u8]) -> bool {
-    v.split(|&c| c == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(tok))
+    v.split(|&c| c == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(tok))
 }
 
 #[cfg(test)]
