@@ -491,6 +491,7 @@ struct Outcome {
 /// Run a transfer of `total` bytes. `virtual_clock`: time jumps to the next
 /// event when idle (the loss grid); otherwise `now` is the real elapsed time
 /// (the unimpaired throughput run). Stops at `limit_us` of clock time.
+#[allow(clippy::too_many_arguments)]
 fn run<S: Host, R: Host>(
     mut s: S,
     mut r: R,

@@ -153,7 +153,7 @@ type WsHandshake = tungstenite::handshake::MidHandshake<
 /// A WebSocket echo connection.
 enum Ws {
     Start,
-    Handshake(WsHandshake),
+    Handshake(Box<WsHandshake>),
     Open(Box<tungstenite::WebSocket<Pipe>>),
     Failed,
 }
@@ -171,15 +171,15 @@ impl WsConn {
                 Ws::Start => match tungstenite::accept(self.pipe.clone()) {
                     Ok(ws) => Ws::Open(Box::new(ws)),
                     Err(tungstenite::HandshakeError::Interrupted(m)) => {
-                        self.ws = Ws::Handshake(m);
+                        self.ws = Ws::Handshake(Box::new(m));
                         return;
                     }
                     Err(_) => Ws::Failed,
                 },
-                Ws::Handshake(m) => match m.handshake() {
+                Ws::Handshake(m) => match (*m).handshake() {
                     Ok(ws) => Ws::Open(Box::new(ws)),
                     Err(tungstenite::HandshakeError::Interrupted(m)) => {
-                        self.ws = Ws::Handshake(m);
+                        self.ws = Ws::Handshake(Box::new(m));
                         return;
                     }
                     Err(_) => Ws::Failed,
@@ -292,7 +292,7 @@ fn main() {
                         ws: Ws::Start,
                     }))
                 } else {
-                    Slot::Active(Box::new(http::HttpConn::new()))
+                    Slot::Active(Box::default())
                 };
             }
             if let Slot::Ws(w) = slot {
