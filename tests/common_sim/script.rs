@@ -266,6 +266,10 @@ pub fn ms(n: u64) -> Instant {
 pub fn script_config() -> Config {
     let mut c = Config::new(STACK_ADDR);
     c.tcp.msl = Duration::from_secs(1);
+    // The scripts' windows and scale factors are worked out for 256 KiB
+    // buffers; pin them so a change of the defaults does not move them.
+    c.tcp.recv_buffer = 256 * 1024;
+    c.tcp.send_buffer = 256 * 1024;
     c
 }
 
