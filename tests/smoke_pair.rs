@@ -108,3 +108,33 @@ fn refused_on_closed_port() {
     assert!(r.closed);
     assert_eq!(r.error, Some(ustack::tcp::TcpError::ConnectionRefused));
 }
+
+/// TIME-WAIT is bounded: past `max_time_wait` the oldest is recycled, and
+/// TIME-WAIT connections do not count against `max_connections`, so a
+/// server closing many short connections keeps accepting new ones.
+#[test]
+fn time_wait_is_bounded_and_does_not_block_new_connections() {
+    let mut p = Pair::new();
+    let mut cfg = Config::new(Ipv4Addr::new(10, 0, 0, 2));
+    cfg.max_time_wait = 3;
+    cfg.max_connections = 4;
+    p.b = Stack::new(cfg, 2);
+    let l = p.b.listen(80, 16).unwrap();
+    let mut rbuf = [0u8; 64];
+    for i in 0..10 {
+        let c = p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80)).unwrap();
+        p.step();
+        let s = p.b.accept(l).unwrap_or_else(|| panic!("connection {i} accepted"));
+        // The server closes first, so the server side goes to TIME-WAIT.
+        p.b.close(s);
+        p.step();
+        assert_eq!(p.a.recv(c, &mut rbuf), Ok(0));
+        p.a.close(c);
+        p.step();
+        assert!(p.b.time_wait_count() <= 3, "time-wait {}", p.b.time_wait_count());
+        p.advance(Duration::from_millis(10));
+    }
+    assert_eq!(p.b.time_wait_count(), 3);
+    assert_eq!(p.b.stats().tcp_time_wait_recycled, 7);
+    assert_eq!(p.b.stats().drops(ustack::iface::DropReason::TcpTooManyConnections), 0);
+}

@@ -53,6 +53,10 @@ pub struct Config {
     pub ttl: u8,
     /// Control packets (RST, ICMP) queued for output at most; more are dropped.
     pub max_control_queue: usize,
+    /// Connections kept in TIME-WAIT at most; past it the oldest is
+    /// recycled early (like Linux's `tcp_max_tw_buckets`). TIME-WAIT
+    /// connections do not count against `max_connections`.
+    pub max_time_wait: usize,
 }
 
 impl Config {
@@ -67,6 +71,7 @@ impl Config {
             fragment_timeout: Duration::from_secs(30),
             ttl: 64,
             max_control_queue: 1024,
+            max_time_wait: 65_536,
         }
     }
 }
@@ -106,6 +111,8 @@ struct Slot {
     tcb: Option<Tcb>,
     owner: Owner,
     in_map: bool,
+    /// Counted in `Stack::time_wait` and listed in `tw_queue`.
+    in_tw: bool,
     in_tx: bool,
     event_queued: bool,
     half_open: bool,
@@ -145,6 +152,9 @@ pub struct Stack {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// Connections in TIME-WAIT, and their slots oldest first (entries may be stale).
+    time_wait: usize,
+    tw_queue: VecDeque<(u32, u32)>,
     conns: HashMap<ConnKey, u32>,
     listeners: HashMap<u16, Listener>,
     events: VecDeque<Event>,
@@ -178,6 +188,8 @@ impl Stack {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            time_wait: 0,
+            tw_queue: VecDeque::new(),
             conns: HashMap::new(),
             listeners: HashMap::new(),
             events: VecDeque::new(),
@@ -217,6 +229,11 @@ impl Stack {
     /// Live TCP connections (all states but LISTEN, including TIME-WAIT).
     pub fn connection_count(&self) -> usize {
         self.live
+    }
+
+    /// Connections in TIME-WAIT.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait
     }
 
     /// The link MSS: what fits in one packet after IPv4 and TCP headers.
@@ -404,7 +421,7 @@ impl Stack {
         if listener.half_open + listener.accept_queue.len() >= listener.backlog {
             return Err(DropReason::TcpBacklogFull);
         }
-        if self.live >= self.config.max_connections {
+        if self.active_connections() >= self.config.max_connections {
             return Err(DropReason::TcpTooManyConnections);
         }
         let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
@@ -640,6 +657,7 @@ impl Stack {
             in_tx: false,
             event_queued: false,
             half_open: false,
+            in_tw: false,
             scheduled: None,
         };
         if let Some(idx) = self.free.pop() {
@@ -685,6 +703,17 @@ impl Stack {
                 }
             }
         }
+        // TIME-WAIT accounting.
+        let mut evict = false;
+        if state == State::TimeWait && !slot.in_tw {
+            slot.in_tw = true;
+            self.time_wait += 1;
+            self.tw_queue.push_back((idx, slot.generation));
+            evict = self.time_wait > self.config.max_time_wait;
+        } else if slot.in_tw && state != State::TimeWait {
+            slot.in_tw = false;
+            self.time_wait -= 1;
+        }
         // Output.
         if may_tx && !slot.in_tx && tcb.wants_dispatch() {
             slot.in_tx = true;
@@ -715,6 +744,33 @@ impl Stack {
         if finished && unowned {
             self.free_slot(idx);
         }
+        if evict {
+            self.recycle_oldest_time_wait();
+        }
+    }
+
+    /// End the oldest TIME-WAIT connection early (RFC 6191 allows reuse;
+    /// Linux does the same past `tcp_max_tw_buckets`). Returns false if
+    /// there is none.
+    fn recycle_oldest_time_wait(&mut self) -> bool {
+        while let Some((idx, generation)) = self.tw_queue.pop_front() {
+            let slot = &mut self.slots[idx as usize];
+            if slot.generation != generation || !slot.in_tw {
+                continue; // stale entry
+            }
+            if let Some(tcb) = slot.tcb.as_mut() {
+                tcb.abort_silently();
+                self.stats.tcp_time_wait_recycled += 1;
+                self.after_op(idx);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Connections that count against `max_connections` (all but TIME-WAIT).
+    fn active_connections(&self) -> usize {
+        self.live - self.time_wait
     }
 
     fn in_accept_queue(&self, idx: u32) -> bool {
@@ -732,6 +788,10 @@ impl Stack {
         let slot = &mut self.slots[idx as usize];
         if slot.tcb.take().is_some() {
             self.live -= 1;
+            if slot.in_tw {
+                slot.in_tw = false;
+                self.time_wait -= 1;
+            }
             self.stats.tcp_connections_closed += 1;
             slot.scheduled = None;
             slot.event_queued = false;
@@ -840,7 +900,7 @@ impl Stack {
     /// Open a connection to `remote` from a chosen local port (for
     /// simultaneous open, RFC 9293 3.5 figure 8, and tests).
     pub fn connect_from(&mut self, now: Instant, local_port: u16, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
-        if self.live >= self.config.max_connections {
+        if self.active_connections() >= self.config.max_connections {
             return Err(TcpError::TooManyConnections);
         }
         let key: ConnKey = (u32::from(*remote.ip()), remote.port(), local_port);
@@ -849,7 +909,8 @@ impl Stack {
         }
         let local = SocketAddrV4::new(self.config.addr, local_port);
         let iss = self.new_iss(now, local, remote);
-        let tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);
         self.conns.insert(key, idx);
         self.slots[idx as usize].in_map = true;
@@ -859,7 +920,7 @@ impl Stack {
 
     /// Open a connection to `remote` (active open) from an ephemeral port.
     pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
-        if self.live >= self.config.max_connections {
+        if self.active_connections() >= self.config.max_connections {
             return Err(TcpError::TooManyConnections);
         }
         let range = (u16::MAX - EPHEMERAL_FIRST) as u32 + 1;

@@ -85,6 +85,8 @@ pub struct Stats {
     pub tcp_connections_timed_out: u64,
     pub tcp_syn_cookies_sent: u64,
     pub tcp_syn_cookies_accepted: u64,
+    /// TIME-WAIT connections ended early because `max_time_wait` was reached.
+    pub tcp_time_wait_recycled: u64,
 }
 
 impl Stats {
