@@ -19,10 +19,13 @@ pub struct RingBuffer {
     capacity: usize,
 }
 
-/// Memory kept allocated by an empty buffer before it is released.
-const KEEP_WHEN_EMPTY: usize = 0;
-/// First allocation.
-const INITIAL_ALLOC: usize = 4096;
+/// An empty buffer keeps an allocation up to this size (so a keep-alive
+/// connection exchanging small messages does not allocate and free on every
+/// request) and releases anything larger (so a connection that once moved
+/// a lot of data goes back to costing almost nothing when idle).
+const KEEP_WHEN_EMPTY: usize = 1024;
+/// Smallest allocation.
+const MIN_ALLOC: usize = 256;
 
 impl RingBuffer {
     pub fn new(capacity: usize) -> Self {
@@ -55,7 +58,7 @@ impl RingBuffer {
         if needed <= cur {
             return;
         }
-        let mut new_size = cur.max(INITIAL_ALLOC).min(self.capacity);
+        let mut new_size = cur.max(needed.next_power_of_two()).max(MIN_ALLOC).min(self.capacity);
         while new_size < needed {
             new_size = (new_size * 2).min(self.capacity);
         }
@@ -152,6 +155,7 @@ impl RingBuffer {
     /// order (`reassembly_pending` false).
     pub fn release_if_empty(&mut self, reassembly_pending: bool) {
         if self.len == 0 && !reassembly_pending && self.storage.len() > KEEP_WHEN_EMPTY {
+            // (head can stay where it is when the storage is kept)
             self.storage = Vec::new();
             self.head = 0;
         }
@@ -258,7 +262,7 @@ mod tests {
         let mut r = RingBuffer::new(10_000);
         assert_eq!(r.allocated(), 0);
         assert_eq!(r.enqueue(&[1u8; 3000]), 3000);
-        assert_eq!(r.allocated(), 4096);
+        assert_eq!(r.allocated(), 4096, "the first allocation is the need rounded to a power of two");
         let mut out = [0u8; 2500];
         assert_eq!(r.dequeue(&mut out), 2500);
         // Now wrap around the 4096-byte storage.
@@ -310,6 +314,10 @@ mod tests {
         r.release_if_empty(false);
         assert_eq!(r.allocated(), 0);
         assert_eq!(r.enqueue(b"again"), 5);
+        assert_eq!(r.allocated(), 256, "a small need gets a small allocation");
+        r.consume(5);
+        r.release_if_empty(false);
+        assert_eq!(r.allocated(), 256, "a small allocation is kept for the next message");
     }
 
     #[test]
