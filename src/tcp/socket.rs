@@ -182,6 +182,9 @@ pub struct Tcb {
     fin_received: bool,
     /// Most recently received out-of-order range (for the first SACK block).
     last_ooo: Option<(u32, u32)>,
+    /// A duplicate segment arrived: report it as the first SACK block of
+    /// the next ACK (RFC 2883 D-SACK).
+    dsack_pending: Option<(u32, u32)>,
 
     // Options.
     ts_enabled: bool,
@@ -318,6 +321,7 @@ impl Tcb {
             pending_fin: None,
             fin_received: false,
             last_ooo: None,
+            dsack_pending: None,
             ts_enabled: false,
             ts_recent: 0,
             ts_offset: iss.rotate_left(13),
@@ -643,8 +647,8 @@ impl Tcb {
     /// timestamp and SACK options come out of it).
     fn effective_mss(&self) -> usize {
         let mut opts = if self.ts_enabled { 12 } else { 0 };
-        if self.sack_enabled && !self.assembler.is_empty() {
-            let blocks = self.assembler.ranges().len().min(if self.ts_enabled { 3 } else { 4 });
+        if self.sack_enabled && (!self.assembler.is_empty() || self.dsack_pending.is_some()) {
+            let blocks = (self.assembler.ranges().len() + self.dsack_pending.is_some() as usize).min(3);
             opts += 4 + 8 * blocks;
         }
         (self.mss as usize).saturating_sub(opts).max(1)
@@ -1563,6 +1567,13 @@ impl Tcb {
         let mut fin = seg.has(FIN);
 
         if !payload.is_empty() && accepts_text && !self.fin_received {
+            // RFC 2883: data we already have (below RCV.NXT, or a range the
+            // reassembly queue holds) is reported back as a D-SACK.
+            if self.sack_enabled && seq_lt(seq, self.rcv_nxt) {
+                let end = seq.wrapping_add(payload.len() as u32);
+                let dend = if seq_lt(end, self.rcv_nxt) { end } else { self.rcv_nxt };
+                self.dsack_pending = Some((seq, dend));
+            }
             // Trim what we already have.
             if seq_lt(seq, self.rcv_nxt) {
                 let skip = seq_dist(seq, self.rcv_nxt) as usize;
@@ -1610,6 +1621,9 @@ impl Tcb {
                 // Out of order: keep it (bounded), ACK at once with SACK (RFC 5681 4.2, RFC 2018).
                 let start = offset as u32;
                 let end = start + payload.len() as u32;
+                if self.sack_enabled && self.assembler.contains(start, end) {
+                    self.dsack_pending = Some((seq, seq.wrapping_add(payload.len() as u32)));
+                }
                 if !self.assembler.contains(start, end) {
                     if self.assembler.add(start, end) {
                         self.recv_buf.write_at(offset, payload);
@@ -1779,14 +1793,21 @@ impl Tcb {
 
     fn sack_blocks(&self) -> [Option<(u32, u32)>; 3] {
         let mut out = [None; 3];
-        if !self.sack_enabled || self.assembler.is_empty() {
+        if !self.sack_enabled {
             return out;
         }
         let mut n = 0;
+        if let Some(d) = self.dsack_pending {
+            out[0] = Some(d);
+            n = 1;
+        }
+        if self.assembler.is_empty() {
+            return out;
+        }
         if let Some(first) = self.last_ooo {
             if seq_gt(first.0, self.rcv_nxt) {
-                out[0] = Some(first);
-                n = 1;
+                out[n] = Some(first);
+                n += 1;
             }
         }
         let max = if self.ts_enabled { 3 } else { 3 };
@@ -1795,7 +1816,7 @@ impl Tcb {
                 break;
             }
             let blk = (self.rcv_nxt.wrapping_add(s), self.rcv_nxt.wrapping_add(e));
-            if out[0] == Some(blk) {
+            if out[..n].contains(&Some(blk)) {
                 continue;
             }
             out[n] = Some(blk);
@@ -2078,6 +2099,7 @@ impl Tcb {
         if seg.flags & SYN == 0 {
             seg.timestamp = self.timestamp_option(now);
             seg.sack_ranges = self.sack_blocks();
+            self.dsack_pending = None;
         }
         seg.retransmission = retransmission;
         if seq_len > 0 {
