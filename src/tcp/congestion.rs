@@ -67,7 +67,12 @@ pub struct NewReno {
 
 impl NewReno {
     pub fn new(mss: u32) -> Self {
-        NewReno { cwnd: initial_window(mss), ssthresh: u32::MAX, bytes_acked: 0, prior: None }
+        NewReno {
+            cwnd: initial_window(mss),
+            ssthresh: u32::MAX,
+            bytes_acked: 0,
+            prior: None,
+        }
     }
 }
 
@@ -88,7 +93,10 @@ impl CongestionControl for NewReno {
             // a TUN device) acknowledge many segments at once, and limiting
             // each stretch ACK to 2*SMSS would stall slow start. Growth is
             // still bounded by what was actually acknowledged.
-            self.cwnd = self.cwnd.saturating_add(acked).min(self.ssthresh.max(self.cwnd));
+            self.cwnd = self
+                .cwnd
+                .saturating_add(acked)
+                .min(self.ssthresh.max(self.cwnd));
         } else {
             // Congestion avoidance: one MSS per cwnd of acked data.
             self.bytes_acked = self.bytes_acked.saturating_add(acked);
@@ -195,7 +203,11 @@ impl Cubic {
         self.prior = Some((self.cwnd, self.ssthresh, self.w_max));
         // Fast convergence (4.7): a flow whose window shrank since the last
         // event releases bandwidth to newcomers by remembering less.
-        self.w_max = if seg < self.w_max { seg * (1.0 + CUBIC_BETA) / 2.0 } else { seg };
+        self.w_max = if seg < self.w_max {
+            seg * (1.0 + CUBIC_BETA) / 2.0
+        } else {
+            seg
+        };
         self.cwnd_prior = seg;
         self.ssthresh = ((self.cwnd * CUBIC_BETA) as u32).max(2 * mss);
         self.epoch_start = None;
@@ -317,7 +329,11 @@ mod tests {
         cc.on_recovery_exit(8 * MSS, MSS);
         assert_eq!(cc.cwnd(), 9 * MSS);
         cc.undo();
-        assert_eq!(cc.cwnd(), 10 * MSS, "undo restores the window before the event");
+        assert_eq!(
+            cc.cwnd(),
+            10 * MSS,
+            "undo restores the window before the event"
+        );
         assert_eq!(cc.ssthresh(), u32::MAX);
     }
 
@@ -364,7 +380,11 @@ mod tests {
         // A second event below W_max: fast convergence lowers W_max to
         // cwnd * (1 + beta) / 2.
         cc.on_congestion_event(Instant::ZERO, 70 * MSS, MSS);
-        assert!((cc.w_max() - 70.0 * 1.7 / 2.0).abs() < 1e-9, "{}", cc.w_max());
+        assert!(
+            (cc.w_max() - 70.0 * 1.7 / 2.0).abs() < 1e-9,
+            "{}",
+            cc.w_max()
+        );
         assert_eq!(cc.cwnd(), 49 * MSS);
     }
 
@@ -383,7 +403,10 @@ mod tests {
         for (i, &c) in w.iter().enumerate() {
             let t = (i as f64 + 1.0) * 0.1;
             let expect = w_cubic(t, k, 200.0);
-            assert!((c - expect).abs() < 6.0, "round {i}: cwnd {c} vs W_cubic {expect}");
+            assert!(
+                (c - expect).abs() < 6.0,
+                "round {i}: cwnd {c} vs W_cubic {expect}"
+            );
         }
         assert!((cc.k() - k).abs() < 1e-9);
         // Concave: growth slows approaching W_max at t = K (~5.3 s).
@@ -391,7 +414,10 @@ mod tests {
         let plateau = w[52] - w[42];
         let late = w[119] - w[109];
         assert!(early > 2.0 * plateau, "concave: {early} vs {plateau}");
-        assert!(late > 2.0 * plateau, "convex beyond W_max: {late} vs {plateau}");
+        assert!(
+            late > 2.0 * plateau,
+            "convex beyond W_max: {late} vs {plateau}"
+        );
         assert!(w[119] > 200.0, "probes beyond W_max");
     }
 
@@ -405,7 +431,11 @@ mod tests {
         cc.on_congestion_event(Instant::ZERO, 20 * MSS, MSS);
         let w = run_rounds(&mut cc, Instant::ZERO, rtt, 100);
         let cubic_only = w_cubic(0.1, cubic_k(20.0, 14.0), 20.0);
-        assert!(w[99] > cubic_only + 20.0, "W_est drives growth: {} vs {cubic_only}", w[99]);
+        assert!(
+            w[99] > cubic_only + 20.0,
+            "W_est drives growth: {} vs {cubic_only}",
+            w[99]
+        );
         // Roughly 0.53 segments per RTT while below cwnd_prior, 1 after.
         assert!((w[9] - 14.0 - 10.0 * 0.529).abs() < 1.0, "{}", w[9]);
     }
@@ -425,7 +455,13 @@ mod tests {
         }
         assert_eq!(cc.cwnd(), 70 * MSS, "slow start stops at ssthresh");
         // The next epoch starts below W_max = 100: K > 0 (concave).
-        cc.on_ack(Instant::from_millis(1), MSS, MSS, 0, Duration::from_millis(10));
+        cc.on_ack(
+            Instant::from_millis(1),
+            MSS,
+            MSS,
+            0,
+            Duration::from_millis(10),
+        );
         assert!((cc.k() - cubic_k(100.0, 70.0)).abs() < 0.01, "K {}", cc.k());
     }
 }

@@ -271,11 +271,15 @@ impl Scoreboard {
         let mut first = 0;
         if let Some((s, e)) = blocks[0] {
             let below_ack = seq_le(e, una);
+            // (A first block merely repeating SACKed data is no D-SACK:
+            // a receiver repeats its blocks on every ACK.)
             let in_second = blocks[1].is_some_and(|(s2, e2)| seq_le(s2, s) && seq_le(e, e2));
-            let already = self.range_sacked(s, e);
-            if seq_lt(s, e) && (below_ack || in_second || already) {
+            if seq_lt(s, e) && (below_ack || in_second) {
                 info.dsack = Some((s, e));
                 first = 1;
+                // RFC 8985 6.2 step 4: a D-SACK means the network reorders
+                // (or we retransmitted too early): widen the reordering window.
+                self.reordering_seen = true;
             }
         }
         // Cumulative part.
@@ -322,8 +326,11 @@ impl Scoreboard {
     }
 
     /// Is all of `[s, e)` marked SACKed?
+    #[allow(dead_code)]
     fn range_sacked(&self, s: u32, e: u32) -> bool {
-        let Some(mut i) = self.find(s) else { return false };
+        let Some(mut i) = self.find(s) else {
+            return false;
+        };
         let mut at = s;
         while i < self.segs.len() && seq_lt(at, e) {
             let seg = &self.segs[i];
@@ -352,7 +359,13 @@ impl Scoreboard {
     /// `reo_wnd`, plus, if `dupthresh` is set, RFC 6675 `IsLost`. Returns
     /// the number of segments newly marked lost and when RACK must look
     /// again (a segment that will be lost unless acknowledged by then).
-    pub fn detect_loss(&mut self, now: Instant, reo_wnd: Duration, dupthresh: bool, mss: u32) -> (u32, Option<Instant>) {
+    pub fn detect_loss(
+        &mut self,
+        now: Instant,
+        reo_wnd: Duration,
+        dupthresh: bool,
+        mss: u32,
+    ) -> (u32, Option<Instant>) {
         let mut newly = 0;
         let mut timeout: Option<Instant> = None;
         if let Some(rx) = self.rack_xmit {
@@ -361,7 +374,11 @@ impl Scoreboard {
                 if s.sacked || (s.lost && !s.retrans) {
                     continue;
                 }
-                let sent_before = s.xmit < rx || (s.xmit == rx && seq_lt(s.end, rack_end));
+                // Sequence order breaks ties of send time only for
+                // original transmissions (a retransmission is sent after
+                // higher sequence numbers).
+                let sent_before =
+                    s.xmit < rx || (s.xmit == rx && !s.ever_retrans && seq_lt(s.end, rack_end));
                 if !sent_before {
                     continue;
                 }
@@ -384,7 +401,8 @@ impl Scoreboard {
                     count += 1;
                     continue;
                 }
-                if !s.lost && !s.retrans && (count >= DUP_THRESH || bytes > (DUP_THRESH - 1) * mss) {
+                if !s.lost && !s.retrans && (count >= DUP_THRESH || bytes > (DUP_THRESH - 1) * mss)
+                {
                     s.lost = true;
                     newly += 1;
                 }
@@ -401,7 +419,11 @@ impl Scoreboard {
             return None;
         }
         let s = self.segs.iter().find(|s| s.needs_rtx())?;
-        let end = if s.len() > mss { s.start.wrapping_add(mss) } else { s.end };
+        let end = if s.len() > mss {
+            s.start.wrapping_add(mss)
+        } else {
+            s.end
+        };
         Some((s.start, end))
     }
 
@@ -409,7 +431,11 @@ impl Scoreboard {
     /// tail loss probe retransmits, RFC 8985 7.3).
     pub fn last_segment(&self, mss: u32) -> Option<(u32, u32)> {
         let s = self.segs.iter().rev().find(|s| !s.sacked)?;
-        let start = if s.len() > mss { s.end.wrapping_sub(mss) } else { s.start };
+        let start = if s.len() > mss {
+            s.end.wrapping_sub(mss)
+        } else {
+            s.start
+        };
         Some((start, s.end))
     }
 
@@ -497,9 +523,9 @@ mod tests {
         let i = sb.on_ack(t(20), 1200, &[Some((1400, 1500)), Some((1300, 1600)), None]);
         assert_eq!(i.dsack, Some((1400, 1500)));
         assert_eq!(i.newly_sacked, 300);
-        // Inside data already SACKed.
-        let i = sb.on_ack(t(21), 1200, &[Some((1300, 1400)), None, None]);
-        assert_eq!(i.dsack, Some((1300, 1400)));
+        // Repeating a SACKed range is not a D-SACK.
+        let i = sb.on_ack(t(21), 1200, &[Some((1300, 1600)), None, None]);
+        assert_eq!(i.dsack, None);
         assert_eq!(i.newly_sacked, 0);
     }
 

@@ -1027,6 +1027,11 @@ impl Tcb {
         // A zero window still takes ACKs and RSTs at RCV.NXT (RFC 9293 3.10.7.4 note).
         let zero_window_ack = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_ack {
+            if self.sack_enabled && !seg.payload.is_empty() && seq_lt(seg.seq, self.rcv_nxt) {
+                // An old duplicate: tell the sender (RFC 2883 D-SACK).
+                let end = seg.seq.wrapping_add(seg.payload.len() as u32);
+                self.dsack_pending = Some((seg.seq, if seq_lt(end, self.rcv_nxt) { end } else { self.rcv_nxt }));
+            }
             if !seg.has(RST) {
                 if self.state == State::TimeWait && seg.has(FIN) {
                     // A retransmitted FIN: re-ACK and restart the 2*MSL timer.
