@@ -70,7 +70,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 200_000)]
     max_connections: usize,
     /// Congestion control algorithm.
-    #[arg(long, default_value = "newreno", value_parser = parse_cc)]
+    #[arg(long, default_value = "cubic", value_parser = parse_cc)]
     cc: CongestionAlgorithm,
     /// Seconds to let connections close gracefully on SIGINT/SIGTERM before aborting them.
     #[arg(long, default_value_t = 2.0)]
@@ -84,8 +84,9 @@ fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
 fn parse_cc(s: &str) -> Result<CongestionAlgorithm, String> {
     match s.to_ascii_lowercase().as_str() {
         "newreno" | "reno" => Ok(CongestionAlgorithm::NewReno),
+        "cubic" => Ok(CongestionAlgorithm::Cubic),
         _ => Err(format!(
-            "unknown congestion control {s:?} (available: newreno)"
+            "unknown congestion control {s:?} (available: cubic, newreno)"
         )),
     }
 }

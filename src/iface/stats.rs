@@ -87,6 +87,16 @@ pub struct Stats {
     pub tcp_syn_cookies_accepted: u64,
     /// TIME-WAIT connections ended early because `max_time_wait` was reached.
     pub tcp_time_wait_recycled: u64,
+    /// RFC 8985 tail loss probes sent.
+    pub tcp_tlp_probes: u64,
+    /// RFC 6675 SACK-based recovery episodes entered.
+    pub tcp_sack_recoveries: u64,
+    /// RFC 2883 D-SACK blocks received.
+    pub tcp_dsacks_received: u64,
+    /// Segments marked lost by RACK / IsLost.
+    pub tcp_segments_marked_lost: u64,
+    /// Recovery episodes undone because D-SACK showed them spurious.
+    pub tcp_spurious_recoveries: u64,
 }
 
 impl Stats {

@@ -98,7 +98,7 @@ impl Options {
             impair: ImpairSpec::default(),
             mtu: None,
             max_connections: 200_000,
-            cc: CongestionAlgorithm::NewReno,
+            cc: CongestionAlgorithm::default(),
             app: AppConfig::default(),
             grace: Duration::from_secs(2),
             offload: true,

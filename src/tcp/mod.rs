@@ -8,6 +8,7 @@
 pub mod buffer;
 pub mod congestion;
 pub mod isn;
+pub mod recovery;
 pub mod rtt;
 pub mod socket;
 
@@ -145,16 +146,32 @@ pub enum Event {
 /// Which congestion controller a socket uses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum CongestionAlgorithm {
-    /// RFC 5681 slow start + congestion avoidance with RFC 6582 NewReno recovery.
-    #[default]
+    /// RFC 5681 slow start + congestion avoidance (Reno arithmetic).
     NewReno,
+    /// RFC 9438 CUBIC (the default, as in Linux).
+    #[default]
+    Cubic,
+}
+
+impl CongestionAlgorithm {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CongestionAlgorithm::NewReno => "newreno",
+            CongestionAlgorithm::Cubic => "cubic",
+        }
+    }
 }
 
 /// Per-socket TCP settings. Defaults follow the RFCs.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
-    /// Receive buffer (bytes); the advertised window never exceeds it.
+    /// Receive buffer (bytes): the largest window a connection may
+    /// advertise. The window starts at `recv_buffer_initial` and grows
+    /// towards this with the measured throughput (receive-buffer
+    /// auto-tuning, like Linux's tcp_rcv_space_adjust).
     pub recv_buffer: usize,
+    /// Initial receive window target (bytes, capped by `recv_buffer`).
+    pub recv_buffer_initial: usize,
     /// Send buffer (bytes).
     pub send_buffer: usize,
     /// Our MSS when the device does not dictate a smaller one.
@@ -199,6 +216,7 @@ impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
             recv_buffer: 1024 * 1024,
+            recv_buffer_initial: 64 * 1024,
             send_buffer: 1024 * 1024,
             mss: 1460,
             nagle: true,
@@ -215,7 +233,7 @@ impl Default for TcpConfig {
             window_scaling: true,
             timestamps: true,
             sack: true,
-            congestion: CongestionAlgorithm::NewReno,
+            congestion: CongestionAlgorithm::Cubic,
             fin_wait2_timeout: Duration::from_secs(60),
             challenge_ack_limit: 1000,
         }

@@ -11,7 +11,8 @@
 //! [`seq_lt`] and friends (RFC 9293 3.4: arithmetic modulo 2^32).
 
 use super::buffer::{Assembler, RingBuffer};
-use super::congestion::{CongestionControl, NewReno};
+use super::congestion::{CongestionControl, Cubic, NewReno};
+use super::recovery::Scoreboard;
 use super::rtt::RttEstimator;
 use super::{CongestionAlgorithm, Readiness, State, TcpConfig, TcpError};
 use crate::iface::{DropReason, Stats};
@@ -110,8 +111,25 @@ enum Timer {
     Keepalive,
     TimeWait,
     FinWait2,
+    /// RACK reordering-window timer (RFC 8985 6.3).
+    Rack,
+    /// Tail loss probe timer (RFC 8985 7.2).
+    Tlp,
 }
-const TIMERS: usize = 6;
+const TIMERS: usize = 8;
+
+/// RFC 8985 7.2: worst-case delayed ACK time added to the PTO when only
+/// one segment is in flight.
+const WC_DEL_ACK: Duration = Duration::from_millis(200);
+
+/// What a tail loss probe sends (RFC 8985 7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlpProbe {
+    /// One segment of new data, ignoring cwnd.
+    NewData,
+    /// The last segment sent, again.
+    Retransmit(u32, u32),
+}
 
 /// The transmission control block.
 #[derive(Debug)]
@@ -164,6 +182,9 @@ pub struct Tcb {
     fin_received: bool,
     /// Most recently received out-of-order range (for the first SACK block).
     last_ooo: Option<(u32, u32)>,
+    /// A duplicate segment arrived: report it as the first SACK block of
+    /// the next ACK (RFC 2883 D-SACK).
+    dsack_pending: Option<(u32, u32)>,
 
     // Options.
     ts_enabled: bool,
@@ -184,8 +205,34 @@ pub struct Tcb {
     retries: u32,
     cc: Box<dyn CongestionControl>,
     dup_acks: u32,
-    /// NewReno recovery point (RFC 6582), when in fast recovery.
+    /// Recovery point (RFC 6582 `recover`, RFC 6675 `RecoveryPoint`), when
+    /// in fast recovery.
     recover: Option<u32>,
+    /// SND.MAX when the last retransmission timeout fired, until it is
+    /// acknowledged: no fast recovery before that (RFC 6675 5.1, RFC 6582 4.1).
+    rto_recover: Option<u32>,
+    /// The sender's SACK scoreboard and RACK state (used when SACK was
+    /// negotiated; otherwise NewReno recovery runs).
+    sb: Scoreboard,
+    /// A tail loss probe is due.
+    tlp_now: Option<TlpProbe>,
+    /// TLP episode (RFC 8985 7.4): SND.MAX after the probe, and whether the
+    /// probe was a retransmission and whether a D-SACK showed it unneeded.
+    tlp_high: Option<u32>,
+    tlp_rtx: bool,
+    tlp_dsack: bool,
+    /// D-SACKs received for retransmissions of the current recovery episode
+    /// (all of them spurious: undo the reduction, RFC 2883 / RFC 3708).
+    episode_rtx: u32,
+    episode_dsacks: u32,
+    /// The last RTT sample from timestamps covered data up to here
+    /// (one TS sample per RTT).
+    ts_sample_seq: u32,
+    /// Receive-buffer auto-tuning: the current window target, and the
+    /// bytes read by the application at the start of the measurement.
+    rcv_space: usize,
+    rcv_space_mark: u64,
+    rcv_space_time: Instant,
     /// Send the first unacknowledged segment again now (fast retransmit).
     retransmit_una: bool,
     /// Send a zero-window probe now (persist timer expired).
@@ -220,6 +267,13 @@ pub struct Tcb {
 /// Largest window that fits the 16-bit field with scaling (RFC 7323 2.3).
 const MAX_WINDOW: u32 = (1 << 30) - 1;
 
+fn new_cc(alg: CongestionAlgorithm, mss: u32) -> Box<dyn CongestionControl> {
+    match alg {
+        CongestionAlgorithm::NewReno => Box::new(NewReno::new(mss)),
+        CongestionAlgorithm::Cubic => Box::new(Cubic::new(mss)),
+    }
+}
+
 impl Tcb {
     fn new(
         now: Instant,
@@ -230,9 +284,7 @@ impl Tcb {
         mss: u32,
         passive: bool,
     ) -> Tcb {
-        let cc: Box<dyn CongestionControl> = match cfg.congestion {
-            CongestionAlgorithm::NewReno => Box::new(NewReno::new(mss)),
-        };
+        let cc = new_cc(cfg.congestion, mss);
         // Window scale we will ask for: enough to advertise the whole buffer.
         let mut rcv_wscale = 0u8;
         while rcv_wscale < 14 && (cfg.recv_buffer >> rcv_wscale) > 65535 {
@@ -269,6 +321,7 @@ impl Tcb {
             pending_fin: None,
             fin_received: false,
             last_ooo: None,
+            dsack_pending: None,
             ts_enabled: false,
             ts_recent: 0,
             ts_offset: iss.rotate_left(13),
@@ -283,6 +336,18 @@ impl Tcb {
             cc,
             dup_acks: 0,
             recover: None,
+            rto_recover: None,
+            sb: Scoreboard::new(),
+            tlp_now: None,
+            tlp_high: None,
+            tlp_rtx: false,
+            tlp_dsack: false,
+            episode_rtx: 0,
+            episode_dsacks: 0,
+            ts_sample_seq: iss,
+            rcv_space: cfg.recv_buffer_initial.clamp(1, cfg.recv_buffer.clamp(1, MAX_WINDOW as usize)),
+            rcv_space_mark: 0,
+            rcv_space_time: now,
             retransmit_una: false,
             zwp_now: false,
             probe_outstanding: false,
@@ -361,9 +426,7 @@ impl Tcb {
         }
         self.ts_enabled = self.cfg.timestamps && seg.timestamp.is_some();
         self.sack_enabled = self.cfg.sack && seg.sack_permitted;
-        self.cc = match self.cfg.congestion {
-            CongestionAlgorithm::NewReno => Box::new(NewReno::new(self.mss)),
-        };
+        self.cc = new_cc(self.cfg.congestion, self.mss);
     }
 
     // ---------------------------------------------------------------- state
@@ -590,8 +653,8 @@ impl Tcb {
     /// timestamp and SACK options come out of it).
     fn effective_mss(&self) -> usize {
         let mut opts = if self.ts_enabled { 12 } else { 0 };
-        if self.sack_enabled && !self.assembler.is_empty() {
-            let blocks = self.assembler.ranges().len().min(if self.ts_enabled { 3 } else { 4 });
+        if self.sack_enabled && (!self.assembler.is_empty() || self.dsack_pending.is_some()) {
+            let blocks = (self.assembler.ranges().len() + self.dsack_pending.is_some() as usize).min(3);
             opts += 4 + 8 * blocks;
         }
         (self.mss as usize).saturating_sub(opts).max(1)
@@ -647,7 +710,7 @@ impl Tcb {
             || match self.state {
                 State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
                 State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck => {
-                    self.has_sendable()
+                    self.has_sendable() || self.tlp_now.is_some() || self.sack_retransmit_due()
                 }
                 _ => false,
             }
@@ -697,6 +760,16 @@ impl Tcb {
                 x if x == Timer::FinWait2 as usize => {
                     if self.state == State::FinWait2 {
                         self.close_with(Some(TcpError::TimedOut));
+                    }
+                }
+                x if x == Timer::Rack as usize => {
+                    if self.sack_enabled && self.state.is_synchronized() {
+                        self.detect_losses(now, stats);
+                    }
+                }
+                x if x == Timer::Tlp as usize => {
+                    if self.sack_enabled && self.state.is_synchronized() {
+                        self.on_tlp(now, stats);
                     }
                 }
                 _ => {}
@@ -779,15 +852,36 @@ impl Tcb {
         stats.tcp_rto_timeouts += 1;
         let flight = seq_dist(self.snd_una, self.snd_max);
         if self.state.is_synchronized() {
-            self.cc.on_rto(flight, self.mss);
+            self.cc.on_rto(now, flight, self.mss);
         }
         self.rtt.back_off();
         self.rtt_probe = None; // Karn
         self.recover = None;
         self.dup_acks = 0;
-        // Go back N: resend from the oldest unacknowledged byte.
-        self.snd_nxt = self.snd_una;
         self.retransmit_una = false;
+        self.tlp_now = None;
+        self.tlp_high = None;
+        self.clear_timer(Timer::Tlp);
+        self.clear_timer(Timer::Rack);
+        if self.state.is_synchronized() {
+            // RFC 6582 4.1 / RFC 6675 5.1: no fast recovery for losses of
+            // data sent before the timeout.
+            self.rto_recover = Some(self.snd_max);
+            self.episode_rtx = 0;
+            self.episode_dsacks = 0;
+        }
+        let board_ok = self.sb.segments().next().is_some_and(|s| s.start == self.snd_una)
+            && self.sb.high() == Some(self.snd_max);
+        if self.sack_enabled && self.state.is_synchronized() && board_ok {
+            // RFC 6675 5.1 / RFC 8985 6.3: every un-SACKed segment is lost;
+            // the scoreboard resends them one cwnd at a time (slow start),
+            // skipping what the receiver holds (unless it reneged).
+            self.sb.on_rto();
+            return;
+        }
+        // Go back N: resend from the oldest unacknowledged byte.
+        self.sb.clear();
+        self.snd_nxt = self.snd_una;
     }
 
     fn on_keepalive(&mut self, now: Instant, stats: &mut Stats) {
@@ -942,6 +1036,11 @@ impl Tcb {
         // A zero window still takes ACKs and RSTs at RCV.NXT (RFC 9293 3.10.7.4 note).
         let zero_window_ack = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_ack {
+            if self.sack_enabled && !seg.payload.is_empty() && seq_lt(seg.seq, self.rcv_nxt) {
+                // An old duplicate: tell the sender (RFC 2883 D-SACK).
+                let end = seg.seq.wrapping_add(seg.payload.len() as u32);
+                self.dsack_pending = Some((seg.seq, if seq_lt(end, self.rcv_nxt) { end } else { self.rcv_nxt }));
+            }
             if !seg.has(RST) {
                 if self.state == State::TimeWait && seg.has(FIN) {
                     // A retransmitted FIN: re-ACK and restart the 2*MSL timer.
@@ -1074,11 +1173,21 @@ impl Tcb {
         }
 
         let old_wnd = self.snd_wnd;
-        if seq_gt(ack, self.snd_una) {
+        let advanced = seq_gt(ack, self.snd_una);
+        // A duplicate ACK (RFC 5681 2): nothing new acknowledged, no data,
+        // no window change, data outstanding.
+        let dup = ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.has(SYN)
+            && !seg.has(FIN)
+            && self.snd_una != self.snd_max
+            && (seg.window as u32) << self.snd_wscale == self.snd_wnd;
+        let mut acked = 0;
+        let flight_before = seq_dist(self.snd_una, self.snd_max);
+        if advanced {
             // New data acknowledged.
-            let acked = seq_dist(self.snd_una, ack);
+            acked = seq_dist(self.snd_una, ack);
             self.take_rtt_sample(now, seg);
-            let flight_before = seq_dist(self.snd_una, self.snd_max);
             self.probe_outstanding = false;
             let data_acked = (acked as usize).min(self.send_buf.len());
             self.send_buf.consume(data_acked);
@@ -1090,7 +1199,17 @@ impl Tcb {
             self.retries = 0;
             self.persist_backoff = 0;
             self.notify = true; // send space freed
+        }
+        if dup {
+            stats.tcp_dup_acks_received += 1;
+        }
+        if self.sack_enabled && self.state.is_synchronized() {
+            self.sack_recovery_on_ack(now, seg, advanced, dup, acked, flight_before, stats);
+        } else if advanced {
             // Congestion control and NewReno recovery (RFC 6582).
+            if self.rto_recover.is_some_and(|r| seq_ge(ack, r)) {
+                self.rto_recover = None;
+            }
             match self.recover {
                 Some(recover) if seq_ge(ack, recover) => {
                     let flight = seq_dist(self.snd_una, self.snd_max);
@@ -1099,42 +1218,47 @@ impl Tcb {
                     self.dup_acks = 0;
                 }
                 Some(_) => {
-                    // Partial ACK: retransmit the next unacknowledged segment.
-                    self.cc.on_partial_ack(acked, self.mss);
+                    // Partial ACK (RFC 6582 3.2 step 5): retransmit the next
+                    // unacknowledged segment; deflate cwnd by the amount
+                    // acked, add back one MSS.
+                    let c = self.cc.cwnd().saturating_sub(acked).saturating_add(self.mss).max(self.mss);
+                    self.cc.set_cwnd(c);
                     self.retransmit_first(stats);
                     stats.tcp_fast_retransmissions += 1;
                 }
                 None => {
                     self.dup_acks = 0;
-                    self.cc.on_ack(now, acked, self.mss, flight_before);
+                    let srtt = self.rtt.srtt().unwrap_or_default();
+                    self.cc.on_ack(now, acked, self.mss, flight_before, srtt);
                 }
             }
-            // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
-            if self.snd_una == self.snd_max {
-                self.clear_timer(Timer::Retransmit);
-            } else {
-                self.set_timer(Timer::Retransmit, now + self.rtt.rto());
-            }
-        } else if ack == self.snd_una
-            && seg.payload.is_empty()
-            && !seg.has(SYN)
-            && !seg.has(FIN)
-            && self.snd_una != self.snd_max
-            && (seg.window as u32) << self.snd_wscale == self.snd_wnd
-        {
-            // A duplicate ACK (RFC 5681 2).
-            stats.tcp_dup_acks_received += 1;
+        } else if dup {
             self.dup_acks += 1;
             if self.recover.is_some() {
-                self.cc.on_recovery_dup_ack(self.mss);
-            } else if self.dup_acks == 3 {
-                // Fast retransmit (RFC 5681 3.2), unless this loss predates the
-                // last recovery (RFC 6582 3.2 step 2 — covered by recover = None).
+                // RFC 5681 3.2 step 4: inflate by one MSS per duplicate ACK.
+                self.cc.set_cwnd(self.cc.cwnd().saturating_add(self.mss));
+            } else if self.dup_acks == 3 && self.rto_recover.is_none() {
+                // Fast retransmit (RFC 5681 3.2), unless this loss predates
+                // the last timeout (RFC 6582 4.1: after an RTO, duplicate
+                // ACKs for go-back-N duplicates are no new loss).
                 let flight = seq_dist(self.snd_una, self.snd_max);
-                self.cc.on_fast_retransmit(now, flight, self.mss);
+                self.cc.on_congestion_event(now, flight, self.mss);
+                // RFC 5681 3.2 step 3: cwnd = ssthresh + 3*SMSS.
+                self.cc.set_cwnd(self.cc.ssthresh().saturating_add(3 * self.mss));
                 self.recover = Some(self.snd_max);
                 self.retransmit_first(stats);
                 stats.tcp_fast_retransmissions += 1;
+            }
+        }
+        if advanced {
+            // RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
+            if self.snd_una == self.snd_max {
+                self.clear_timer(Timer::Retransmit);
+                self.clear_timer(Timer::Tlp);
+                self.clear_timer(Timer::Rack);
+            } else {
+                self.set_timer(Timer::Retransmit, now + self.rtt.rto());
+                self.arm_tlp(now);
             }
         }
 
@@ -1180,6 +1304,220 @@ impl Tcb {
         true
     }
 
+    /// ACK processing when SACK was negotiated: RFC 6675 loss recovery
+    /// driven by the scoreboard, RACK (RFC 8985) loss marking, D-SACK
+    /// (RFC 2883) accounting, and the TLP episode (RFC 8985 7.4).
+    #[allow(clippy::too_many_arguments)]
+    fn sack_recovery_on_ack(
+        &mut self,
+        now: Instant,
+        seg: &SegmentIn,
+        advanced: bool,
+        dup: bool,
+        acked: u32,
+        flight_before: u32,
+        stats: &mut Stats,
+    ) {
+        let info = self.sb.on_ack(now, self.snd_una, &seg.sack_ranges);
+        if let Some((s, e)) = info.dsack {
+            stats.tcp_dsacks_received += 1;
+            if self.recover.is_some() || self.rto_recover.is_some() {
+                self.episode_dsacks += 1;
+            }
+            if self.tlp_rtx && self.tlp_high.is_some_and(|h| seq_le(e, h) && seq_lt(s, h)) {
+                self.tlp_dsack = true;
+            }
+        }
+        if advanced {
+            self.dup_acks = 0;
+        } else if dup || info.newly_sacked > 0 {
+            // RFC 6675 2: an ACK carrying new SACK information counts as a
+            // duplicate ACK even if the window changed.
+            self.dup_acks += 1;
+        }
+        let srtt = self.rtt.srtt().unwrap_or_default();
+        // Leaving recovery at RecoveryPoint (RFC 6675 5 step 5 / RFC 6582).
+        if let Some(r) = self.recover {
+            if seq_ge(self.snd_una, r) {
+                self.recover = None;
+                let flight = seq_dist(self.snd_una, self.snd_max);
+                if self.episode_rtx > 0 && self.episode_dsacks >= self.episode_rtx {
+                    // Every retransmission of the episode came back as a
+                    // duplicate: the reduction was spurious (RFC 2883 4).
+                    self.cc.undo();
+                    stats.tcp_spurious_recoveries += 1;
+                } else {
+                    self.cc.on_recovery_exit(flight, self.mss);
+                }
+            }
+        }
+        if let Some(r) = self.rto_recover {
+            if seq_ge(self.snd_una, r) {
+                self.rto_recover = None;
+            }
+        }
+        if advanced && self.recover.is_none() {
+            // Outside fast recovery cwnd grows; after an RTO this is the
+            // slow start back to ssthresh.
+            self.cc.on_ack(now, acked, self.mss, flight_before, srtt);
+        }
+        // TLP episode end (RFC 8985 7.4).
+        if let Some(h) = self.tlp_high {
+            if seq_ge(self.snd_una, h) {
+                self.tlp_high = None;
+                if self.tlp_rtx && !self.tlp_dsack && self.recover.is_none() && self.rto_recover.is_none() {
+                    // The probe repaired a real loss: that is a congestion
+                    // event, answered once.
+                    let flight = seq_dist(self.snd_una, self.snd_max);
+                    self.cc.on_congestion_event(now, flight, self.mss);
+                    self.cc.on_recovery_exit(flight, self.mss);
+                }
+            }
+        }
+        // Loss detection.
+        if self.dup_acks >= 3 && self.recover.is_none() && self.rto_recover.is_none() && !self.sb.reordering_seen() {
+            // RFC 5681 / RFC 6675 DupThresh: the first hole is lost.
+            self.sb.mark_first_lost();
+        }
+        self.detect_losses(now, stats);
+    }
+
+    /// RACK's reordering window (RFC 8985 6.2 step 4): zero while no
+    /// reordering has been seen and we are in recovery or DupThresh
+    /// segments are SACKed (as fast as DupThresh), else min_RTT/4,
+    /// bounded by SRTT.
+    fn rack_reo_wnd(&self) -> Duration {
+        if !self.sb.reordering_seen() && (self.recover.is_some() || self.sb.sacked_bytes() >= 3 * self.mss) {
+            return Duration::ZERO;
+        }
+        let q = self.sb.min_rtt().unwrap_or_default() / 4;
+        match self.rtt.srtt() {
+            Some(s) => q.min(s),
+            None => q,
+        }
+    }
+
+    /// Run RACK and IsLost, arm the RACK timer, enter recovery if anything
+    /// is newly lost (RFC 6675 5 step 4: once per episode).
+    fn detect_losses(&mut self, now: Instant, stats: &mut Stats) {
+        let reo = self.rack_reo_wnd();
+        let dupthresh = !self.sb.reordering_seen();
+        let (newly, next) = self.sb.detect_loss(now, reo, dupthresh, self.mss);
+        stats.tcp_segments_marked_lost += newly as u64;
+        match next {
+            Some(t) => self.set_timer(Timer::Rack, t),
+            None => self.clear_timer(Timer::Rack),
+        }
+        if self.sb.lost_pending() > 0 && self.recover.is_none() && self.rto_recover.is_none() {
+            let flight = seq_dist(self.snd_una, self.snd_max);
+            self.cc.on_congestion_event(now, flight, self.mss);
+            self.recover = Some(self.snd_max);
+            self.episode_rtx = 0;
+            self.episode_dsacks = 0;
+            self.clear_timer(Timer::Tlp);
+            stats.tcp_sack_recoveries += 1;
+            stats.tcp_fast_retransmissions += 1;
+        }
+    }
+
+    /// Arm the tail loss probe (RFC 8985 7.2): PTO = 2*SRTT (+ worst-case
+    /// delayed ACK with one segment in flight), never later than the RTO.
+    /// Only with SACK (the probe's loss is found through SACK/RACK), outside
+    /// recovery, one probe per episode.
+    fn arm_tlp(&mut self, now: Instant) {
+        if !self.sack_enabled
+            || !self.state.is_synchronized()
+            || self.recover.is_some()
+            || self.rto_recover.is_some()
+            || self.tlp_high.is_some()
+            || self.snd_una == self.snd_max
+        {
+            self.clear_timer(Timer::Tlp);
+            return;
+        }
+        let pto = match self.rtt.srtt() {
+            Some(srtt) => {
+                let mut p = 2 * srtt;
+                if seq_dist(self.snd_una, self.snd_max) <= self.mss {
+                    p += WC_DEL_ACK;
+                }
+                p.max(Duration::from_millis(1))
+            }
+            None => Duration::from_secs(1),
+        };
+        let mut at = now + pto;
+        if let Some(rto) = self.timer(Timer::Retransmit) {
+            if rto <= at {
+                self.clear_timer(Timer::Tlp);
+                return;
+            }
+            at = at.min(rto);
+        }
+        self.set_timer(Timer::Tlp, at);
+    }
+
+    /// The probe timeout fired (RFC 8985 7.3).
+    fn on_tlp(&mut self, now: Instant, stats: &mut Stats) {
+        if self.snd_una == self.snd_max || self.recover.is_some() || self.rto_recover.is_some() {
+            return;
+        }
+        let mss = self.effective_mss() as u32;
+        let unsent = self.send_buf.len().saturating_sub(self.unsent_offset());
+        let wnd_room = (self.snd_wnd as usize).saturating_sub(seq_dist(self.snd_una, self.snd_nxt) as usize);
+        let probe = if unsent > 0 && wnd_room > 0 {
+            Some(TlpProbe::NewData)
+        } else {
+            self.sb.last_segment(mss).map(|(s, e)| TlpProbe::Retransmit(s, e))
+        };
+        let Some(p) = probe else { return };
+        stats.tcp_tlp_probes += 1;
+        self.tlp_now = Some(p);
+        self.tlp_rtx = matches!(p, TlpProbe::Retransmit(..));
+        self.tlp_dsack = false;
+        // RFC 8985 7.3: the RTO is re-armed after the probe is sent.
+        self.set_timer(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// Send `[s, e)` of the scoreboard again (a hole, a TLP), without
+    /// moving SND.NXT.
+    fn send_scoreboard_segment(&mut self, now: Instant, s: u32, e: u32, stats: &mut Stats) -> Option<SegmentOut> {
+        let data_end = self.fin_seq();
+        if seq_lt(s, self.snd_una) || seq_gt(e, self.snd_max) {
+            return None;
+        }
+        let len = if seq_lt(s, data_end) { seq_dist(s, if seq_lt(e, data_end) { e } else { data_end }) } else { 0 };
+        let fin = self.fin_sent() && seq_gt(e, data_end);
+        if len == 0 && !fin {
+            return None;
+        }
+        let mut seg = SegmentOut {
+            flags: ACK | if fin { FIN } else { 0 } | if seq_ge(e, data_end) && len > 0 { PSH } else { 0 },
+            seq: s,
+            ack: self.rcv_nxt,
+            payload_offset: seq_dist(self.snd_una, s) as usize,
+            payload_len: len as usize,
+            ..Default::default()
+        };
+        let saved_nxt = self.snd_nxt;
+        self.snd_nxt = s;
+        self.after_send(now, &mut seg, len + fin as u32, true, stats);
+        if seq_gt(saved_nxt, self.snd_nxt) {
+            self.snd_nxt = saved_nxt;
+        }
+        if self.recover.is_some() || self.rto_recover.is_some() {
+            self.episode_rtx += 1;
+        }
+        Some(seg)
+    }
+
+    /// RFC 6675 NextSeg() rule 1 under the pipe rule: a lost segment, if
+    /// `cwnd - pipe >= 1 SMSS`.
+    fn sack_retransmit_due(&self) -> bool {
+        self.sack_enabled
+            && self.sb.lost_pending() > 0
+            && self.sb.pipe().saturating_add(self.mss.min(self.effective_mss() as u32)) <= self.cc.cwnd()
+    }
+
     fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
         self.timers = [None; TIMERS];
@@ -1192,11 +1530,32 @@ impl Tcb {
         self.rtt_probe = None;
     }
 
+    /// RTT measurement. The timed-segment sampler (RFC 6298 with Karn's
+    /// algorithm) has microsecond precision and serves first. With
+    /// timestamps (RFC 7323 4) an ACK that advances SND.UNA gives a sample
+    /// even when Karn forbids the timed one (after a retransmission): TSecr
+    /// echoes the TSval of the segment that caused the ACK. Our TS clock
+    /// ticks in milliseconds (RFC 7323 5.4 wants 1 ms - 1 s for PAWS), so a
+    /// TS sample is taken at the middle of its millisecond, at most once per
+    /// RTT (once the data sent before the last sample is acknowledged).
     fn take_rtt_sample(&mut self, now: Instant, seg: &SegmentIn) {
         if let Some((seq, sent)) = self.rtt_probe {
             if seq_gt(seg.ack, seq) {
                 self.rtt.sample(now - sent);
                 self.rtt_probe = None;
+                self.ts_sample_seq = self.snd_max;
+            }
+            return;
+        }
+        if !self.ts_enabled || !seq_gt(seg.ack, self.ts_sample_seq) {
+            return;
+        }
+        if let Some((_, tsecr)) = seg.timestamp {
+            let now_ts = (now.total_millis() as u32).wrapping_add(self.ts_offset);
+            let d = now_ts.wrapping_sub(tsecr);
+            if (d as i32) >= 0 && d < 60_000 {
+                self.rtt.sample(Duration::from_micros(d as u64 * 1000 + 500));
+                self.ts_sample_seq = self.snd_max;
             }
         }
     }
@@ -1222,6 +1581,13 @@ impl Tcb {
         let mut fin = seg.has(FIN);
 
         if !payload.is_empty() && accepts_text && !self.fin_received {
+            // RFC 2883: data we already have (below RCV.NXT, or a range the
+            // reassembly queue holds) is reported back as a D-SACK.
+            if self.sack_enabled && seq_lt(seq, self.rcv_nxt) {
+                let end = seq.wrapping_add(payload.len() as u32);
+                let dend = if seq_lt(end, self.rcv_nxt) { end } else { self.rcv_nxt };
+                self.dsack_pending = Some((seq, dend));
+            }
             // Trim what we already have.
             if seq_lt(seq, self.rcv_nxt) {
                 let skip = seq_dist(seq, self.rcv_nxt) as usize;
@@ -1259,6 +1625,7 @@ impl Tcb {
                 }
                 self.rcv_nxt = self.rcv_nxt.wrapping_add(advanced);
                 self.bytes_in += advanced as u64;
+                self.rcv_space_adjust(now);
                 self.notify = true;
                 if !self.assembler.is_empty() {
                     self.ack_now = true;
@@ -1268,6 +1635,9 @@ impl Tcb {
                 // Out of order: keep it (bounded), ACK at once with SACK (RFC 5681 4.2, RFC 2018).
                 let start = offset as u32;
                 let end = start + payload.len() as u32;
+                if self.sack_enabled && self.assembler.contains(start, end) {
+                    self.dsack_pending = Some((seq, seq.wrapping_add(payload.len() as u32)));
+                }
                 if !self.assembler.contains(start, end) {
                     if self.assembler.add(start, end) {
                         self.recv_buf.write_at(offset, payload);
@@ -1347,7 +1717,34 @@ impl Tcb {
 
     /// Free receive space, the window we could offer now.
     fn recv_window_raw(&self) -> u32 {
-        (self.recv_buf.window() as u32).min(MAX_WINDOW)
+        let target = self.rcv_space.saturating_sub(self.recv_buf.len());
+        (self.recv_buf.window().min(target) as u32).min(MAX_WINDOW)
+    }
+
+    /// Receive-buffer auto-tuning (Linux tcp_rcv_space_adjust): once per
+    /// RTT, measure what the application read; if it read more than half
+    /// the current target, the window (not the reader) was the limit: the
+    /// target becomes twice what was read, up to `recv_buffer`. An idle or
+    /// slow reader keeps a small window; a fast one gets the BDP it needs.
+    fn rcv_space_adjust(&mut self, now: Instant) {
+        let cap = self.recv_buf.capacity().min(MAX_WINDOW as usize);
+        if self.rcv_space >= cap {
+            return;
+        }
+        let rtt = self.rtt.srtt().unwrap_or(Duration::from_millis(100)).max(Duration::from_micros(50));
+        if now - self.rcv_space_time < rtt {
+            return;
+        }
+        let read = self.bytes_in.saturating_sub(self.recv_buf.len() as u64);
+        let copied = read.saturating_sub(self.rcv_space_mark).min(usize::MAX as u64 / 4) as usize;
+        self.rcv_space_mark = read;
+        self.rcv_space_time = now;
+        if copied * 2 > self.rcv_space {
+            self.rcv_space = (copied * 2).min(cap);
+            if self.window_update_due() {
+                self.ack_now = true;
+            }
+        }
     }
 
     /// The receive window in force for the acceptability test: up to the
@@ -1369,9 +1766,10 @@ impl Tcb {
             return false;
         }
         let grow = seq_dist(self.rcv_adv, new_edge);
-        let threshold = ((self.recv_buf.capacity() / 2) as u32).min(self.mss);
+        let space = self.rcv_space.min(self.recv_buf.capacity());
+        let threshold = ((space / 2) as u32).min(self.mss);
         let cur = if seq_gt(self.rcv_adv, self.rcv_nxt) { seq_dist(self.rcv_nxt, self.rcv_adv) } else { 0 };
-        grow >= threshold && (cur < threshold || grow >= (self.recv_buf.capacity() as u32) / 4)
+        grow >= threshold && (cur < threshold || grow >= (space as u32) / 4)
     }
 
     /// The largest window the 16-bit field can express with our scale.
@@ -1409,14 +1807,21 @@ impl Tcb {
 
     fn sack_blocks(&self) -> [Option<(u32, u32)>; 3] {
         let mut out = [None; 3];
-        if !self.sack_enabled || self.assembler.is_empty() {
+        if !self.sack_enabled {
             return out;
         }
         let mut n = 0;
+        if let Some(d) = self.dsack_pending {
+            out[0] = Some(d);
+            n = 1;
+        }
+        if self.assembler.is_empty() {
+            return out;
+        }
         if let Some(first) = self.last_ooo {
             if seq_gt(first.0, self.rcv_nxt) {
-                out[0] = Some(first);
-                n = 1;
+                out[n] = Some(first);
+                n += 1;
             }
         }
         let max = if self.ts_enabled { 3 } else { 3 };
@@ -1425,7 +1830,7 @@ impl Tcb {
                 break;
             }
             let blk = (self.rcv_nxt.wrapping_add(s), self.rcv_nxt.wrapping_add(e));
-            if out[0] == Some(blk) {
+            if out[..n].contains(&Some(blk)) {
                 continue;
             }
             out[n] = Some(blk);
@@ -1578,11 +1983,45 @@ impl Tcb {
             }
         }
 
+        // SACK recovery (RFC 6675 5, NextSeg): tail loss probe first, then
+        // the holes, then new data, as long as cwnd - pipe >= 1 SMSS.
+        let mut tlp_new = false;
+        if self.sack_enabled {
+            match self.tlp_now.take() {
+                Some(TlpProbe::Retransmit(s, e)) => {
+                    if let Some(seg) = self.send_scoreboard_segment(now, s, e, stats) {
+                        self.tlp_high = Some(self.snd_max);
+                        return Some(seg);
+                    }
+                }
+                Some(TlpProbe::NewData) => tlp_new = true,
+                None => {}
+            }
+            if self.sack_retransmit_due() {
+                if let Some((s, e)) = self.sb.next_lost(mss as u32) {
+                    if let Some(seg) = self.send_scoreboard_segment(now, s, e, stats) {
+                        return Some(seg);
+                    }
+                    // Nothing left to send there (cannot happen while the
+                    // scoreboard mirrors the send buffer): forget the mark.
+                    self.sb.on_send(now, s, e);
+                }
+            }
+        }
         let unsent = self.unsent_offset();
         let avail = self.send_buf.len().saturating_sub(unsent);
         let in_flight = seq_dist(self.snd_una, self.snd_nxt) as usize;
-        let wnd = (self.snd_wnd as usize).min(self.cc.cwnd() as usize);
-        let usable = wnd.saturating_sub(in_flight);
+        let rwnd_room = (self.snd_wnd as usize).saturating_sub(in_flight);
+        let usable = if tlp_new {
+            // RFC 8985 7.3: the probe ignores cwnd, not the peer's window.
+            rwnd_room.min(mss)
+        } else if self.sack_enabled {
+            // RFC 6675: pipe, not FlightSize, is what cwnd limits.
+            rwnd_room.min((self.cc.cwnd() as usize).saturating_sub(self.sb.pipe() as usize))
+        } else {
+            let wnd = (self.snd_wnd as usize).min(self.cc.cwnd() as usize);
+            wnd.saturating_sub(in_flight)
+        };
         // With segmentation offload one "segment" may carry many MSS-sized
         // pieces; the device cuts them (TSO). Without it, at most one MSS.
         let seg_max = if self.tso_max > mss { self.tso_max / mss * mss } else { mss };
@@ -1600,7 +2039,7 @@ impl Tcb {
         let all_data = unsent + len == self.send_buf.len();
         let fin = fin_pending && all_data;
         let retransmission = seq_lt(self.snd_nxt, self.snd_max);
-        let send = if probe || retransmission && len > 0 {
+        let send = if probe || (retransmission || tlp_new) && len > 0 {
             true
         } else if len == 0 {
             fin && (usable > 0 || self.snd_wnd == 0 || avail == 0)
@@ -1653,6 +2092,9 @@ impl Tcb {
             return Some(seg);
         }
         self.after_send(now, &mut seg, seq_len, retransmission, stats);
+        if tlp_new {
+            self.tlp_high = Some(self.snd_max);
+        }
         Some(seg)
     }
 
@@ -1671,6 +2113,7 @@ impl Tcb {
         if seg.flags & SYN == 0 {
             seg.timestamp = self.timestamp_option(now);
             seg.sack_ranges = self.sack_blocks();
+            self.dsack_pending = None;
         }
         seg.retransmission = retransmission;
         if seq_len > 0 {
@@ -1693,6 +2136,12 @@ impl Tcb {
                 self.set_timer(Timer::Retransmit, now + self.rtt.rto());
             }
             self.clear_timer(Timer::Persist);
+            if self.sack_enabled && seg.flags & SYN == 0 && self.state.is_synchronized() {
+                self.sb.on_send(now, seg.seq, seg.seq.wrapping_add(seq_len));
+                if !retransmission && self.timer(Timer::Tlp).is_none() {
+                    self.arm_tlp(now);
+                }
+            }
         }
         stats.tcp_segments_out += 1;
     }
