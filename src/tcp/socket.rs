@@ -386,6 +386,15 @@ impl Tcb {
             self.error = err;
         }
         self.timers = [None; TIMERS];
+        // Nothing is sent from CLOSED but a RST (set by `abort` after this):
+        // a pending ACK, probe or retransmission would keep the connection
+        // "wanting to dispatch" forever and its slot would never be freed
+        // (found by fuzzing: an exact RST right after a challenge ACK).
+        self.ack_now = false;
+        self.zwp_now = false;
+        self.keepalive_now = false;
+        self.retransmit_una = false;
+        self.sws_override = false;
         self.set_state(State::Closed);
         self.notify = true;
     }
@@ -1044,7 +1053,10 @@ impl Tcb {
 
     /// Force an ACK out on the next dispatch.
     pub fn ack_now(&mut self) {
-        self.ack_now = true;
+        // CLOSED sends nothing but a RST (see `close_with`).
+        if self.state != State::Closed {
+            self.ack_now = true;
+        }
     }
 
     /// The ACK processing of RFC 9293 3.10.7.4 "fifth". Returns false if
