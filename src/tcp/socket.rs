@@ -215,6 +215,10 @@ pub struct Tcb {
     pub(crate) retransmissions: u64,
     /// Something the application can observe changed.
     pub(crate) notify: bool,
+    /// Set by the stack when all connections' buffers together are over
+    /// the memory budget: the receive window then offers only space that
+    /// is already allocated (and never moves its right edge left).
+    pub(crate) mem_pressure: bool,
 }
 
 /// Largest window that fits the 16-bit field with scaling (RFC 7323 2.3).
@@ -271,7 +275,7 @@ impl Tcb {
             last_ooo: None,
             ts_enabled: false,
             ts_recent: 0,
-            ts_offset: iss.rotate_left(13),
+            ts_offset: Tcb::ts_offset_for_iss(iss),
             last_ack_sent: 0,
             sack_enabled: false,
             nagle: cfg.nagle,
@@ -301,6 +305,7 @@ impl Tcb {
             bytes_out: 0,
             retransmissions: 0,
             notify: false,
+            mem_pressure: false,
         }
     }
 
@@ -342,6 +347,22 @@ impl Tcb {
         }
         t.set_state(State::SynReceived);
         t
+    }
+
+    /// SYN cookies (RFC 4987 3.6, see `iface::syncookie`): the SYN-ACK
+    /// with ISS = the cookie was sent statelessly by the listener, so this
+    /// TCB (built by `accept_syn` from the SYN the cookie describes) is
+    /// marked as having sent it; the returning ACK then completes the
+    /// handshake through the normal SYN-RECEIVED processing.
+    pub fn syn_ack_sent_as_cookie(&mut self) {
+        self.snd_nxt = self.iss.wrapping_add(1);
+        self.snd_max = self.snd_nxt;
+    }
+
+    /// The TSval this connection would send at `now` (SYN cookies encode
+    /// options in its low bits; see `iface::syncookie`).
+    pub fn ts_offset_for_iss(iss: u32) -> u32 {
+        iss.rotate_left(13)
     }
 
     fn negotiate_options(&mut self, seg: &SegmentIn, link_mss: u32) {
@@ -1350,7 +1371,15 @@ impl Tcb {
 
     /// Free receive space, the window we could offer now.
     fn recv_window_raw(&self) -> u32 {
-        (self.recv_buf.window() as u32).min(MAX_WINDOW)
+        let mut free = self.recv_buf.window();
+        if self.mem_pressure {
+            // Over the stack's memory budget: no growth beyond what is
+            // allocated (but at least one page, so every connection can
+            // still make progress and give memory back).
+            let allocated = self.recv_buf.allocated().max(4096).min(self.recv_buf.capacity());
+            free = free.min(allocated.saturating_sub(self.recv_buf.len()));
+        }
+        (free as u32).min(MAX_WINDOW)
     }
 
     /// The receive window in force for the acceptability test: up to the
