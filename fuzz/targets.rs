@@ -159,7 +159,7 @@ pub fn packet_input(data: &[u8]) {
         st.close(c);
     }
     let left: Vec<String> = st.connections().iter().map(|c| format!("{} {}", c.remote, c.state)).collect();
-    assert!(left.is_empty(), "connections left after all timers ran out: {left:?}");
+    assert!(left.is_empty(), "connections left after all timers ran out: {left:?} (next timer {:?}, now {now:?})", st.poll_at());
 }
 
 // -------------------------------------------------------------------- http

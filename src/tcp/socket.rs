@@ -778,9 +778,13 @@ impl Tcb {
         if self.snd_una == self.snd_max {
             return; // nothing outstanding
         }
-        if self.state.is_synchronized() && self.snd_wnd == 0 {
+        if self.state.is_synchronized() && self.snd_wnd == 0 && !self.send_buf.is_empty() {
             // The peer closed its window: this is the persist timer's job,
-            // not a loss (RFC 9293 3.8.6.1).
+            // not a loss (RFC 9293 3.8.6.1). Only when there is data to
+            // probe with: a lone FIN outstanding is retransmitted (with
+            // back-off and the retry limit) like any segment; before this
+            // check it was resent every RTO_min forever, without back-off
+            // and without ever timing out (found by fuzzing).
             self.snd_nxt = self.snd_una;
             self.probe_outstanding = false;
             self.update_persist(now);
