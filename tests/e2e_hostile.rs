@@ -298,3 +298,66 @@ fn peer_that_never_acks_is_timed_out_and_freed() {
     let json = api_stats(&env);
     assert!(json_u64(&json, "connections_timed_out").unwrap_or(0) >= 1, "{json}");
 }
+
+/// A WebSocket client that sends to /ws/echo but never reads: ustack's
+/// output backs up (socket send buffer, then the WebSocket output limit),
+/// it closes with 1008 and, since the client cannot even take the Close
+/// frame, drops the connection after the close timeout; the connection is
+/// freed.
+///
+/// KNOWN BUG (src/app/web.rs, not fixed here): nothing times out. Both
+/// sides stop reading (backpressure works: ustack's memory stays bounded),
+/// the keepalive ping and the 1008 Close cannot be written, and the
+/// connection stays open for ever (measured: still open after 60 s, freed
+/// only when the client went away). Needs a WebSocket send-progress
+/// timeout like HTTP's `send_timeout`, then an abort.
+#[test]
+#[ignore = "known bug: WebSocket connections have no send-progress timeout (docs/reliability.md)"]
+fn websocket_client_that_never_reads_is_closed_and_freed() {
+    let Some(env) = e2e_env() else { return };
+    let to = env.sock(80);
+    let started = Instant::now();
+    let (sent, ended) = env.in_ns(|| {
+        let s = connect(to);
+        let req = "GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        (&s).write_all(req.as_bytes()).unwrap();
+        let mut r = BufReader::new(&s);
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            if l == "\r\n" {
+                break;
+            }
+        }
+        // 64 kB masked binary frames, forever (never reading).
+        let payload = vec![0x5au8; 65536];
+        let mut frame = vec![0x82, 0x80 | 127];
+        frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]));
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut sent = 0usize;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ended = loop {
+            if Instant::now() > deadline {
+                break "still open after 60 s".to_string();
+            }
+            match (&s).write_all(&frame) {
+                Ok(()) => sent += frame.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    // ustack stopped reading (backpressure); keep trying.
+                }
+                Err(e) => break format!("{e}"),
+            }
+        };
+        (sent, ended)
+    });
+    eprintln!("e2e_hostile: non-reading WebSocket client: sent {sent} bytes, then {ended} after {:?}", started.elapsed());
+    assert_ne!(ended, "still open after 60 s", "ustack never closed the connection");
+    let st = env.wait_stats(Duration::from_secs(30), |s| s["connections"] == 0 || s["connections"] == s["time_wait"]);
+    eprintln!("e2e_hostile: after: {st:?}");
+}
