@@ -44,7 +44,9 @@ impl Rng {
     }
 }
 
-const INTERESTING: &[u8] = &[0, 1, 0x7f, 0x80, 0xff, 0xfe, b'\r', b'\n', b' ', b':', b'0', b'9', 0x7e];
+const INTERESTING: &[u8] = &[
+    0, 1, 0x7f, 0x80, 0xff, 0xfe, b'\r', b'\n', b' ', b':', b'0', b'9', 0x7e,
+];
 
 /// One to eight stacked mutations (AFL-style havoc).
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], max_len: usize) {
@@ -107,7 +109,11 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], max_len: usize
                 let i = rng.below(len - 3);
                 let v = u32::from_be_bytes([input[i], input[i + 1], input[i + 2], input[i + 3]]);
                 let d = (rng.next() as u32) % 200_000;
-                let v = if rng.below(2) == 0 { v.wrapping_add(d) } else { v.wrapping_sub(d) };
+                let v = if rng.below(2) == 0 {
+                    v.wrapping_add(d)
+                } else {
+                    v.wrapping_sub(d)
+                };
                 input[i..i + 4].copy_from_slice(&v.to_be_bytes());
             }
             9 if len > 0 => {
@@ -125,7 +131,9 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], max_len: usize
 }
 
 fn load_corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -174,7 +182,10 @@ fn fuzz(target: &str, secs: f64, seed: u64, max_len: usize) -> (u64, u32) {
     for c in &corpus {
         if let Err(msg) = run_one(target, c) {
             let p = save_crash(target, c);
-            eprintln!("fuzz {target}: corpus entry fails: {msg} (saved {})", p.display());
+            eprintln!(
+                "fuzz {target}: corpus entry fails: {msg} (saved {})",
+                p.display()
+            );
             return (0, 1);
         }
     }
@@ -193,7 +204,10 @@ fn fuzz(target: &str, secs: f64, seed: u64, max_len: usize) -> (u64, u32) {
         if let Err(msg) = run_one(target, &input) {
             findings += 1;
             let p = save_crash(target, &input);
-            eprintln!("fuzz {target}: FINDING after {execs} execs: {msg}\n  saved {}", p.display());
+            eprintln!(
+                "fuzz {target}: FINDING after {execs} execs: {msg}\n  saved {}",
+                p.display()
+            );
             if findings >= 5 {
                 break;
             }
@@ -201,7 +215,10 @@ fn fuzz(target: &str, secs: f64, seed: u64, max_len: usize) -> (u64, u32) {
         if last_report.elapsed() >= Duration::from_secs(30) {
             last_report = Instant::now();
             let t = start.elapsed().as_secs_f64();
-            eprintln!("fuzz {target}: {execs} execs in {t:.0} s ({:.0}/s)", execs as f64 / t);
+            eprintln!(
+                "fuzz {target}: {execs} execs in {t:.0} s ({:.0}/s)",
+                execs as f64 / t
+            );
         }
     }
     let t = start.elapsed().as_secs_f64().max(1e-9);
@@ -253,9 +270,24 @@ fn gen_corpus() {
     let ack = iss.wrapping_add(1);
     let tp = targets::tcp_packet;
     let mut seq = Vec::new();
-    seq.extend(record(2, &tp(0x18, 1006, ack.wrapping_add(1460), b"GET / HTTP/1.1\r\n\r\n", false)));
-    seq.extend(record(40, &tp(0x10, 1024, ack.wrapping_add(20000), b"", false)));
-    seq.extend(record(2, &tp(0x11, 1024, ack.wrapping_add(20000), b"", false)));
+    seq.extend(record(
+        2,
+        &tp(
+            0x18,
+            1006,
+            ack.wrapping_add(1460),
+            b"GET / HTTP/1.1\r\n\r\n",
+            false,
+        ),
+    ));
+    seq.extend(record(
+        40,
+        &tp(0x10, 1024, ack.wrapping_add(20000), b"", false),
+    ));
+    seq.extend(record(
+        2,
+        &tp(0x11, 1024, ack.wrapping_add(20000), b"", false),
+    ));
     write("packet", "data-ack-fin", &seq);
     let mut ooo = Vec::new();
     ooo.extend(record(2, &tp(0x18, 2006, ack, &[b'x'; 500], false)));
@@ -266,7 +298,16 @@ fn gen_corpus() {
     for k in 0..8u32 {
         blind.extend(record(1, &tp(0x04, 1006 + k * 5000, 0, b"", false)));
         blind.extend(record(1, &tp(0x02, 1006 + k * 7000, 0, b"", true)));
-        blind.extend(record(1, &tp(0x18, 1006 + k * 9000, ack.wrapping_sub(k * 100_000), b"evil", false)));
+        blind.extend(record(
+            1,
+            &tp(
+                0x18,
+                1006 + k * 9000,
+                ack.wrapping_sub(k * 100_000),
+                b"evil",
+                false,
+            ),
+        ));
     }
     write("packet", "blind-injection", &blind);
     let mut flood = Vec::new();
@@ -280,15 +321,23 @@ fn gen_corpus() {
     p[20..22].copy_from_slice(&1024u16.to_be_bytes());
     flood.extend(record(1, &p));
     write("packet", "syn-flood", &flood);
-    write("packet", "zero-window", &record(2, &{
-        let mut p = tp(0x10, 1006, ack.wrapping_add(1000), b"", false);
-        p[34..36].copy_from_slice(&[0, 0]);
-        p
-    }));
+    write(
+        "packet",
+        "zero-window",
+        &record(2, &{
+            let mut p = tp(0x10, 1006, ack.wrapping_add(1000), b"", false);
+            p[34..36].copy_from_slice(&[0, 0]);
+            p
+        }),
+    );
     // http
     write("http", "get", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     write("http", "pipelined", b"GET /bytes/100 HTTP/1.1\r\nHost: x\r\n\r\nGET /api/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    write("http", "post-sha", b"POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    write(
+        "http",
+        "post-sha",
+        b"POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    );
     write("http", "chunked", b"POST /sha256 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\n");
     write("http", "upgrade", b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n\x81\x80abcd");
     write("http", "slowloris", b"GET / HTTP/1.1\r\n\xfeX-a: b\r\n\xfeX-b: c\r\n\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe\xfe");
@@ -304,16 +353,46 @@ fn gen_corpus() {
     write("ws", "plain", &plain);
     let mut codec = DeflateCodec::new(DeflateParams::default());
     let mut defl = vec![1u8];
-    defl.extend(ws_frame(true, true, 1, &codec.compress_message(b"hello hello hello hello")));
-    defl.extend(ws_frame(true, true, 2, &codec.compress_message(&[0u8; 1000])));
+    defl.extend(ws_frame(
+        true,
+        true,
+        1,
+        &codec.compress_message(b"hello hello hello hello"),
+    ));
+    defl.extend(ws_frame(
+        true,
+        true,
+        2,
+        &codec.compress_message(&[0u8; 1000]),
+    ));
     write("ws", "deflate", &defl);
     let mut bomb_codec = DeflateCodec::new(DeflateParams::default());
     let bomb = bomb_codec.compress_message(&vec![0u8; 4 << 20]);
     let mut wsb = vec![1u8];
     wsb.extend(ws_frame(true, true, 2, &bomb));
     write("ws", "deflate-bomb", &wsb);
-    write("ws", "utf8-bad", &[&[0u8][..], &ws_frame(true, false, 1, &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80])].concat());
-    write("ws", "len64", &[&[0u8][..], &ws_frame(true, false, 2, &vec![b'a'; 70000])].concat());
+    write(
+        "ws",
+        "utf8-bad",
+        &[
+            &[0u8][..],
+            &ws_frame(
+                true,
+                false,
+                1,
+                &[
+                    0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0,
+                    0x80,
+                ],
+            ),
+        ]
+        .concat(),
+    );
+    write(
+        "ws",
+        "len64",
+        &[&[0u8][..], &ws_frame(true, false, 2, &vec![b'a'; 70000])].concat(),
+    );
     // deflate (first byte: mode)
     let mut c = DeflateCodec::new(DeflateParams::default());
     let mut d = vec![0u8];

@@ -14,7 +14,9 @@ use ustack::http::{Context, HttpConnection, ServerConfig};
 use ustack::iface::{Config, Stack};
 use ustack::tcp::{ListenerHandle, SocketHandle};
 use ustack::time::{Duration, Instant};
-use ustack::wire::{self, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
+use ustack::wire::{
+    self, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
+};
 use ustack::ws::deflate::{DeflateCodec, DeflateParams};
 use ustack::ws::{WsConfig, WsConnection, WsEvent};
 
@@ -83,7 +85,10 @@ pub fn established_stack() -> (Stack, u32, ListenerHandle, Option<SocketHandle>)
             }
         }
     }
-    st.handle_packet(now, &tcp_packet(0x10, 1001, iss.wrapping_add(1), b"hello", false));
+    st.handle_packet(
+        now,
+        &tcp_packet(0x10, 1001, iss.wrapping_add(1), b"hello", false),
+    );
     let h = st.accept(l);
     if let Some(h) = h {
         let _ = st.send(h, &[7u8; 20000]);
@@ -158,8 +163,16 @@ pub fn packet_input(data: &[u8]) {
     while let Some(c) = st.accept(l) {
         st.close(c);
     }
-    let left: Vec<String> = st.connections().iter().map(|c| format!("{} {}", c.remote, c.state)).collect();
-    assert!(left.is_empty(), "connections left after all timers ran out: {left:?} (next timer {:?}, now {now:?})", st.poll_at());
+    let left: Vec<String> = st
+        .connections()
+        .iter()
+        .map(|c| format!("{} {}", c.remote, c.state))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "connections left after all timers ran out: {left:?} (next timer {:?}, now {now:?})",
+        st.poll_at()
+    );
 }
 
 // -------------------------------------------------------------------- http
@@ -192,7 +205,11 @@ pub fn http_input(data: &[u8]) {
         let n = hc.handle_input(now, &pending, &mut ctx);
         assert!(n <= pending.len(), "consumed more than given");
         pending.drain(..n);
-        let bite = if piece.first().is_some_and(|b| b & 1 == 1) { 7 } else { out.len() };
+        let bite = if piece.first().is_some_and(|b| b & 1 == 1) {
+            7
+        } else {
+            out.len()
+        };
         for _ in 0..64 {
             let k = hc.poll_output(now, &mut out[..bite], &mut ctx);
             total_out += k;
@@ -235,7 +252,9 @@ pub fn ws_config() -> WsConfig {
 /// pieces split at 0xFE 0xFE; events are drained and echoed back.
 pub fn ws_input(data: &[u8]) {
     let cfg = ws_config();
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let deflate = (mode & 1 == 1).then(|| DeflateParams {
         client_no_context_takeover: mode & 2 != 0,
         ..DeflateParams::default()
@@ -246,13 +265,20 @@ pub fn ws_input(data: &[u8]) {
     let mut pieces = 0;
     let mut i = 0;
     while i <= rest.len() {
-        let end = rest[i..].windows(2).position(|w| w == [0xFE, 0xFE]).map_or(rest.len(), |p| i + p);
+        let end = rest[i..]
+            .windows(2)
+            .position(|w| w == [0xFE, 0xFE])
+            .map_or(rest.len(), |p| i + p);
         ws.handle_input(now, &rest[i..end]);
         pieces += 1;
         while let Some(ev) = ws.poll_event() {
             match ev {
                 WsEvent::Message(m) => {
-                    assert!(m.len() <= cfg.max_message, "message over max_message: {}", m.len());
+                    assert!(
+                        m.len() <= cfg.max_message,
+                        "message over max_message: {}",
+                        m.len()
+                    );
                     let _ = ws.send(m);
                 }
                 WsEvent::Closed { .. } => {}
@@ -280,14 +306,19 @@ pub fn ws_input(data: &[u8]) {
 /// ratio (a decompression bomb hits `MessageTooLarge`, not memory).
 pub fn deflate_input(data: &[u8]) {
     const MAX: usize = 256 * 1024;
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let mut codec = DeflateCodec::new(DeflateParams {
         client_no_context_takeover: mode & 1 == 1,
         ..DeflateParams::default()
     });
     let mut i = 0;
     while i <= rest.len() {
-        let end = rest[i..].windows(2).position(|w| w == [0xFE, 0xFE]).map_or(rest.len(), |p| i + p);
+        let end = rest[i..]
+            .windows(2)
+            .position(|w| w == [0xFE, 0xFE])
+            .map_or(rest.len(), |p| i + p);
         let mut out = Vec::new();
         let msg = &rest[i..end];
         // Feed in two pieces, as frames would.
@@ -297,7 +328,11 @@ pub fn deflate_input(data: &[u8]) {
             .and_then(|_| codec.decompress_chunk(&msg[cut..], &mut out, MAX))
             .and_then(|_| codec.finish_message(&mut out, MAX));
         assert!(out.len() <= MAX + 1, "inflated {} > limit", out.len());
-        assert!(out.capacity() <= 2 * (MAX + 1) + 64 * 1024, "allocated {} for a {MAX} limit", out.capacity());
+        assert!(
+            out.capacity() <= 2 * (MAX + 1) + 64 * 1024,
+            "allocated {} for a {MAX} limit",
+            out.capacity()
+        );
         if r.is_err() {
             // After an error the connection is closed; a fresh codec goes on.
             codec = DeflateCodec::new(DeflateParams::default());

@@ -16,14 +16,20 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn tool() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/synflood.py").to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools/synflood.py")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A number from the `/api/stats` JSON (`"key":N`, first occurrence).
 fn json_u64(json: &str, key: &str) -> Option<u64> {
     let pat = format!("\"{key}\":");
     let at = json.find(&pat)? + pat.len();
-    let digits: String = json[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -45,9 +51,16 @@ fn vm_kb(pid: u32, field: &str) -> u64 {
 
 /// One HTTP request on a fresh connection; true if a 200 with the whole body came back.
 fn http_get_ok(to: SocketAddr, path: &str) -> bool {
-    let Ok(s) = TcpStream::connect_timeout(&to, Duration::from_secs(3)) else { return false };
+    let Ok(s) = TcpStream::connect_timeout(&to, Duration::from_secs(3)) else {
+        return false;
+    };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    if (&s).write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).is_err() {
+    if (&s)
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .is_err()
+    {
         return false;
     }
     let mut resp = Vec::new();
@@ -68,12 +81,25 @@ fn syn_flood_is_survived_with_syn_cookies() {
     if !python_ok() {
         return;
     }
-    let Some(env) = e2e_env_with(&["--max-half-open", "256"]) else { return };
+    let Some(env) = e2e_env_with(&["--max-half-open", "256"]) else {
+        return;
+    };
     let to = env.sock(80);
     let rss_before = vm_kb(env.pid(), "VmRSS:");
     let subnet = format!("{}/24", env.kernel_addr);
     let flood = Command::new("ip")
-        .args(["netns", "exec", &env.ns, "python3", &tool(), "flood", "--dst", &env.addr.to_string(), "--port", "80"])
+        .args([
+            "netns",
+            "exec",
+            &env.ns,
+            "python3",
+            &tool(),
+            "flood",
+            "--dst",
+            &env.addr.to_string(),
+            "--port",
+            "80",
+        ])
         .args(["--src-net", &subnet, "--rate", "50000", "--seconds", "5"])
         .stdout(Stdio::piped())
         .spawn()
@@ -103,9 +129,15 @@ fn syn_flood_is_survived_with_syn_cookies() {
          RSS {rss_before} kB before, peak {peak_kb} kB"
     );
     assert!(out.status.success(), "synflood.py failed");
-    assert_eq!(ok, tried, "a normal client's requests failed during the flood");
+    assert_eq!(
+        ok, tried,
+        "a normal client's requests failed during the flood"
+    );
     assert!(sent > 10_000, "SYN cookies sent: {sent}");
-    assert!(accepted > 0, "the normal client's handshakes never went through a cookie");
+    assert!(
+        accepted > 0,
+        "the normal client's handshakes never went through a cookie"
+    );
     assert!(peak_kb < 64 * 1024, "peak RSS {peak_kb} kB");
     // The half-open queue is bounded by --max-half-open.
     let live = json_u64(&json, "connections_live").unwrap_or(u64::MAX);
@@ -122,7 +154,9 @@ fn blind_injection_does_not_reset_or_corrupt() {
     if !python_ok() {
         return;
     }
-    let Some(env) = e2e_env_with(&["--no-offload"]) else { return };
+    let Some(env) = e2e_env_with(&["--no-offload"]) else {
+        return;
+    };
     let to = env.sock(7);
     let s = env.in_ns(|| connect(to));
     let local = s.local_addr().unwrap();
@@ -138,11 +172,33 @@ fn blind_injection_does_not_reset_or_corrupt() {
     let (seq, ack) = sniff_seq(&env, local.port(), &s);
     let before = env.stats();
     let out = env.ns_cmd(&[
-        "python3", &tool(), "inject", "--dst", &env.addr.to_string(), "--port", "7", "--src", &env.kernel_addr.to_string(),
-        "--sport", &local.port().to_string(), "--seq-near", &seq.to_string(), "--ack-near", &ack.to_string(), "--count", "3000",
+        "python3",
+        &tool(),
+        "inject",
+        "--dst",
+        &env.addr.to_string(),
+        "--port",
+        "7",
+        "--src",
+        &env.kernel_addr.to_string(),
+        "--sport",
+        &local.port().to_string(),
+        "--seq-near",
+        &seq.to_string(),
+        "--ack-near",
+        &ack.to_string(),
+        "--count",
+        "3000",
     ]);
-    assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
-    eprintln!("e2e_hostile: {}", String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        out.status.success(),
+        "inject: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "e2e_hostile: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
     std::thread::sleep(Duration::from_millis(300));
     // The connection is intact: the echo of new data is exact, nothing
     // injected ("INJECTED") came back.
@@ -156,7 +212,10 @@ fn blind_injection_does_not_reset_or_corrupt() {
     let challenges = json_u64(&json, "challenge_acks").unwrap_or(0);
     eprintln!("e2e_hostile: challenge ACKs {challenges} for 2000 RST/SYN guesses (limit 1000/s)");
     assert!(challenges > 0, "no challenge ACK counted");
-    assert!(challenges <= 2000, "challenge ACKs not limited: {challenges}");
+    assert!(
+        challenges <= 2000,
+        "challenge ACKs not limited: {challenges}"
+    );
 }
 
 /// The client's next sequence number and the ACK it sends: sniffed from
@@ -198,7 +257,9 @@ while True:
     let mut echo = [0u8; 2];
     let mut r = s;
     r.read_exact(&mut echo).unwrap();
-    let mut it = line.split_whitespace().map(|v| v.parse::<u64>().unwrap() as u32);
+    let mut it = line
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap() as u32);
     (it.next().expect("seq"), it.next().expect("ack"))
 }
 
@@ -206,7 +267,9 @@ while True:
 /// counted), the existing ones keep working.
 #[test]
 fn connection_limit_refuses_new_keeps_old() {
-    let Some(env) = e2e_env_with(&["--max-connections", "3"]) else { return };
+    let Some(env) = e2e_env_with(&["--max-connections", "3"]) else {
+        return;
+    };
     let to = env.sock(7);
     env.in_ns(|| {
         let conns: Vec<TcpStream> = (0..3).map(|_| connect(to)).collect();
@@ -222,7 +285,10 @@ fn connection_limit_refuses_new_keeps_old() {
         }
     });
     let s = env.stats();
-    assert!(s.get("drop_tcp_too_many_connections").copied().unwrap_or(0) > 0, "{s:?}");
+    assert!(
+        s.get("drop_tcp_too_many_connections").copied().unwrap_or(0) > 0,
+        "{s:?}"
+    );
 }
 
 /// Slowloris: a request head trickling in one byte a second is cut off at
@@ -234,11 +300,16 @@ fn slowloris_is_cut_off() {
     let started = Instant::now();
     let resp = env.in_ns(|| {
         let s = connect(to);
-        s.set_read_timeout(Some(Duration::from_millis(900))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(900)))
+            .unwrap();
         let mut w = &s;
         w.write_all(b"GET / HTTP/1.1\r\n").unwrap();
         let mut resp = Vec::new();
-        for b in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter().cycle().take(60) {
+        for b in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            .iter()
+            .cycle()
+            .take(60)
+        {
             if w.write_all(&[*b]).is_err() {
                 break;
             }
@@ -246,7 +317,9 @@ fn slowloris_is_cut_off() {
             match (&s).read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => resp.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => break,
             }
         }
@@ -254,10 +327,15 @@ fn slowloris_is_cut_off() {
     });
     let took = started.elapsed();
     let text = String::from_utf8_lossy(&resp);
-    eprintln!("e2e_hostile: slowloris cut off after {took:?}: {:?}", text.lines().next());
+    eprintln!(
+        "e2e_hostile: slowloris cut off after {took:?}: {:?}",
+        text.lines().next()
+    );
     assert!(text.starts_with("HTTP/1.1 408"), "response: {text:?}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    env.wait_stats(Duration::from_secs(15), |s| s["connections"] == 0 || s["connections"] == s["time_wait"]);
+    env.wait_stats(Duration::from_secs(15), |s| {
+        s["connections"] == 0 || s["connections"] == s["time_wait"]
+    });
 }
 
 /// A peer that stops acknowledging (its firewall drops everything from
@@ -268,12 +346,15 @@ fn peer_that_never_acks_is_timed_out_and_freed() {
     if !require_tool("nft") {
         return;
     }
-    let Some(env) = e2e_env_with(&["--tcp-max-retries", "3"]) else { return };
+    let Some(env) = e2e_env_with(&["--tcp-max-retries", "3"]) else {
+        return;
+    };
     let to = env.sock(80);
     let table = "ustack_hostile";
     let s = env.in_ns(|| {
         let s = connect(to);
-        (&s).write_all(b"GET /bytes/50000000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        (&s).write_all(b"GET /bytes/50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut buf = [0u8; 1000];
         (&s).read_exact(&mut buf).unwrap();
         s
@@ -288,15 +369,25 @@ fn peer_that_never_acks_is_timed_out_and_freed() {
         .stdin(Stdio::piped())
         .spawn()
         .expect("nft");
-    nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
     assert!(nft.wait().unwrap().success(), "nft rules");
     let started = Instant::now();
     let st = env.wait_stats(Duration::from_secs(30), |s| s["connections"] == 0);
-    eprintln!("e2e_hostile: peer stopped ACKing: connection freed after {:?}: {st:?}", started.elapsed());
+    eprintln!(
+        "e2e_hostile: peer stopped ACKing: connection freed after {:?}: {st:?}",
+        started.elapsed()
+    );
     drop(s);
     let _ = env.ns_cmd(&["nft", "delete", "table", "ip", table]);
     let json = api_stats(&env);
-    assert!(json_u64(&json, "connections_timed_out").unwrap_or(0) >= 1, "{json}");
+    assert!(
+        json_u64(&json, "connections_timed_out").unwrap_or(0) >= 1,
+        "{json}"
+    );
 }
 
 /// A WebSocket client that sends to /ws/echo but never reads: ustack's
@@ -356,8 +447,16 @@ fn websocket_client_that_never_reads_is_closed_and_freed() {
         };
         (sent, ended)
     });
-    eprintln!("e2e_hostile: non-reading WebSocket client: sent {sent} bytes, then {ended} after {:?}", started.elapsed());
-    assert_ne!(ended, "still open after 60 s", "ustack never closed the connection");
-    let st = env.wait_stats(Duration::from_secs(30), |s| s["connections"] == 0 || s["connections"] == s["time_wait"]);
+    eprintln!(
+        "e2e_hostile: non-reading WebSocket client: sent {sent} bytes, then {ended} after {:?}",
+        started.elapsed()
+    );
+    assert_ne!(
+        ended, "still open after 60 s",
+        "ustack never closed the connection"
+    );
+    let st = env.wait_stats(Duration::from_secs(30), |s| {
+        s["connections"] == 0 || s["connections"] == s["time_wait"]
+    });
     eprintln!("e2e_hostile: after: {st:?}");
 }

@@ -28,7 +28,10 @@ fn download_mb() -> u64 {
     if std::env::var("USTACK_INTEGRITY_FULL").is_ok_and(|v| v == "1") {
         return 100;
     }
-    std::env::var("USTACK_INTEGRITY_DOWNLOAD_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+    std::env::var("USTACK_INTEGRITY_DOWNLOAD_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
 }
 
 /// Read an HTTP/1.1 response head; returns the Content-Length.
@@ -58,7 +61,10 @@ fn download_and_check(to: SocketAddr, n: u64, timeout: Duration) -> f64 {
     let start = Instant::now();
     let s = connect(to);
     s.set_read_timeout(Some(timeout)).unwrap();
-    (&s).write_all(format!("GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    (&s).write_all(
+        format!("GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     let mut r = BufReader::with_capacity(256 * 1024, &s);
     assert_eq!(read_head(&mut r), n);
     let mut got = vec![0u8; 256 * 1024];
@@ -66,12 +72,21 @@ fn download_and_check(to: SocketAddr, n: u64, timeout: Duration) -> f64 {
     let mut off = 0u64;
     let mut hasher_got = Sha256::new();
     while off < n {
-        assert!(start.elapsed() < timeout, "download: only {off} of {n} bytes after {timeout:?}");
-        let k = r.read(&mut got).unwrap_or_else(|e| panic!("read after {off} bytes: {e}"));
+        assert!(
+            start.elapsed() < timeout,
+            "download: only {off} of {n} bytes after {timeout:?}"
+        );
+        let k = r
+            .read(&mut got)
+            .unwrap_or_else(|e| panic!("read after {off} bytes: {e}"));
         assert!(k > 0, "EOF after {off} of {n} bytes");
         let k = k.min((n - off) as usize);
         ustack::http::bytes_body(n, off, &mut want[..k]);
-        assert!(got[..k] == want[..k], "bytes {off}..{} differ", off + k as u64);
+        assert!(
+            got[..k] == want[..k],
+            "bytes {off}..{} differ",
+            off + k as u64
+        );
         hasher_got.update(&got[..k]);
         off += k as u64;
     }
@@ -90,21 +105,34 @@ fn upload_and_check(to: SocketAddr, n: u64, seed: u64, timeout: Duration) -> f64
     s.set_read_timeout(Some(timeout)).unwrap();
     s.set_write_timeout(Some(timeout)).unwrap();
     let mut w = &s;
-    w.write_all(format!("POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
+    w.write_all(
+        format!(
+            "POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     let mut p = Pattern::new(seed);
     let mut buf = vec![0u8; 256 * 1024];
     let mut hasher = Sha256::new();
     let mut left = n;
     while left > 0 {
-        assert!(start.elapsed() < timeout, "upload: {left} bytes left after {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "upload: {left} bytes left after {timeout:?}"
+        );
         let k = left.min(buf.len() as u64) as usize;
         p.fill(&mut buf[..k]);
         hasher.update(&buf[..k]);
-        w.write_all(&buf[..k]).unwrap_or_else(|e| panic!("write with {left} bytes left: {e}"));
+        w.write_all(&buf[..k])
+            .unwrap_or_else(|e| panic!("write with {left} bytes left: {e}"));
         left -= k as u64;
     }
-    let want: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let want: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut r = BufReader::new(&s);
     let len = read_head(&mut r);
     let mut body = vec![0u8; len as usize];
@@ -119,7 +147,10 @@ fn report(what: &str, mbps: f64) {
 }
 
 fn upload_mb() -> u64 {
-    std::env::var("USTACK_INTEGRITY_UPLOAD_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
+    std::env::var("USTACK_INTEGRITY_UPLOAD_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
 }
 
 /// 5 % loss, 5 % reordering, 2 % duplication, 0.5 % corruption, both
@@ -133,12 +164,25 @@ fn lossy_link_three_seeds_download_and_upload() {
             .into_iter()
             .map(|seed| {
                 sc.spawn(move || {
-                    let Some(env) = e2e_env_with(&["--impair", LOSSY, "--seed", seed]) else { return };
+                    let Some(env) = e2e_env_with(&["--impair", LOSSY, "--seed", seed]) else {
+                        return;
+                    };
                     let to = env.sock(80);
-                    let down = env.in_ns(|| download_and_check(to, down_mb << 20, Duration::from_secs(60 + down_mb * 10)));
+                    let down = env.in_ns(|| {
+                        download_and_check(
+                            to,
+                            down_mb << 20,
+                            Duration::from_secs(60 + down_mb * 10),
+                        )
+                    });
                     report(&format!("{LOSSY} seed {seed}: download {down_mb} MB"), down);
                     let up = env.in_ns(|| {
-                        upload_and_check(to, up_mb << 20, seed.parse().unwrap(), Duration::from_secs(30 + up_mb * 2))
+                        upload_and_check(
+                            to,
+                            up_mb << 20,
+                            seed.parse().unwrap(),
+                            Duration::from_secs(30 + up_mb * 2),
+                        )
                     });
                     report(&format!("{LOSSY} seed {seed}: upload {up_mb} MB"), up);
                     let s = env.stats();
@@ -163,14 +207,21 @@ fn lossy_link_three_seeds_download_and_upload() {
 fn quarter_loss_is_slow_but_correct() {
     std::thread::scope(|sc| {
         let up = sc.spawn(|| {
-            let Some(env) = e2e_env_with(&["--impair", "in:loss=25%"]) else { return };
+            let Some(env) = e2e_env_with(&["--impair", "in:loss=25%"]) else {
+                return;
+            };
             let to = env.sock(7);
             let t = Instant::now();
             env.in_ns(|| echo_roundtrip(to, 5 << 20, 25));
-            report("in:loss=25%: echo 5 MB", 5.0 * 1.048576 / t.elapsed().as_secs_f64());
+            report(
+                "in:loss=25%: echo 5 MB",
+                5.0 * 1.048576 / t.elapsed().as_secs_f64(),
+            );
         });
         let down = sc.spawn(|| {
-            let Some(env) = e2e_env_with(&["--impair", "out:loss=25%"]) else { return };
+            let Some(env) = e2e_env_with(&["--impair", "out:loss=25%"]) else {
+                return;
+            };
             let to = env.sock(80);
             let mbps = env.in_ns(|| download_and_check(to, 128 << 10, Duration::from_secs(170)));
             report("out:loss=25%: download 128 kB", mbps);
@@ -184,7 +235,9 @@ fn quarter_loss_is_slow_but_correct() {
 /// 200 ms delay with 100 ms jitter (so heavy reordering) both ways.
 #[test]
 fn delay_and_jitter_transfer_is_correct() {
-    let Some(env) = e2e_env_with(&["--impair", "delay=200ms,jitter=100ms"]) else { return };
+    let Some(env) = e2e_env_with(&["--impair", "delay=200ms,jitter=100ms"]) else {
+        return;
+    };
     let to = env.sock(80);
     // ustack sends at about 40 kB/s here today (docs/reliability.md).
     let down = env.in_ns(|| download_and_check(to, 1 << 20, Duration::from_secs(90)));
@@ -198,7 +251,9 @@ fn delay_and_jitter_transfer_is_correct() {
 /// reading resumes everything arrives intact. The probes are in the pcap.
 #[test]
 fn zero_window_stall_loses_nothing_and_probes() {
-    let Some(mut env) = e2e_env_with(&["--no-offload"]) else { return };
+    let Some(mut env) = e2e_env_with(&["--no-offload"]) else {
+        return;
+    };
     let to = env.sock(7);
     let len = 10usize << 20;
     env.in_ns(|| {
@@ -231,7 +286,9 @@ fn zero_window_stall_loses_nothing_and_probes() {
                     stalled = true;
                     std::thread::sleep(Duration::from_secs(4));
                 }
-                let n = reader.read(&mut got).unwrap_or_else(|e| panic!("read echo after {total}: {e}"));
+                let n = reader
+                    .read(&mut got)
+                    .unwrap_or_else(|e| panic!("read echo after {total}: {e}"));
                 if n == 0 {
                     break;
                 }
@@ -247,15 +304,37 @@ fn zero_window_stall_loses_nothing_and_probes() {
         return;
     }
     let out = Command::new("tshark")
-        .args(["-r", env.pcap.to_str().unwrap(), "-Y", "tcp.analysis.zero_window_probe || tcp.analysis.zero_window", "-T", "fields", "-e", "ip.src", "-e", "tcp.analysis.zero_window_probe", "-e", "tcp.analysis.zero_window"])
+        .args([
+            "-r",
+            env.pcap.to_str().unwrap(),
+            "-Y",
+            "tcp.analysis.zero_window_probe || tcp.analysis.zero_window",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.analysis.zero_window_probe",
+            "-e",
+            "tcp.analysis.zero_window",
+        ])
         .output()
         .expect("tshark");
     let text = String::from_utf8_lossy(&out.stdout);
     let me = env.addr.to_string();
     let kernel = env.kernel_addr.to_string();
     let zero_windows = text.lines().filter(|l| l.starts_with(&kernel)).count();
-    let probes = text.lines().filter(|l| l.starts_with(&me) && l.split('\t').nth(1).is_some_and(|f| !f.is_empty())).count();
+    let probes = text
+        .lines()
+        .filter(|l| l.starts_with(&me) && l.split('\t').nth(1).is_some_and(|f| !f.is_empty()))
+        .count();
     eprintln!("e2e_integrity: zero-window stall: {zero_windows} zero-window advertisements by the kernel, {probes} probes by ustack");
-    assert!(zero_windows > 0, "the kernel never advertised a zero window: {text}");
-    assert!(probes > 0, "no zero-window probe from ustack in the capture: {text}");
+    assert!(
+        zero_windows > 0,
+        "the kernel never advertised a zero window: {text}"
+    );
+    assert!(
+        probes > 0,
+        "no zero-window probe from ustack in the capture: {text}"
+    );
 }

@@ -10,9 +10,14 @@ mod targets;
 use std::path::Path;
 
 fn replay_dir(target: &str, sub: &str) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(sub).join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(sub)
+        .join(target);
     let mut n = 0;
-    let Ok(rd) = std::fs::read_dir(&dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
     let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     for f in files {

@@ -6,7 +6,9 @@ use std::net::Ipv4Addr;
 use ustack::iface::{Config, DropReason, Stack};
 use ustack::tcp::{Readiness, TcpError};
 use ustack::time::{Duration, Instant};
-use ustack::wire::{self, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
+use ustack::wire::{
+    self, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket, TcpRepr,
+};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -27,7 +29,16 @@ struct Seg {
 
 impl Seg {
     fn new(sport: u16, flags: u8, seq: u32, ack: u32) -> Seg {
-        Seg { sport, flags, seq, ack, window: 65535, opts: false, ts: None, payload: Vec::new() }
+        Seg {
+            sport,
+            flags,
+            seq,
+            ack,
+            window: 65535,
+            opts: false,
+            ts: None,
+            payload: Vec::new(),
+        }
     }
     fn bytes(&self) -> Vec<u8> {
         let mut tcp = TcpRepr::new(self.sport, 80, SeqNumber(self.seq), TcpFlags(self.flags));
@@ -40,7 +51,15 @@ impl Seg {
             tcp.sack_permitted = true;
         }
         tcp.timestamp = self.ts;
-        let ip = Ipv4Repr { src_addr: PEER, dst_addr: US, protocol: IpProtocol::Tcp, payload_len: 0, ttl: 64, ident: 1, dont_frag: true };
+        let ip = Ipv4Repr {
+            src_addr: PEER,
+            dst_addr: US,
+            protocol: IpProtocol::Tcp,
+            payload_len: 0,
+            ttl: 64,
+            ident: 1,
+            dont_frag: true,
+        };
         let mut buf = vec![0u8; 20 + tcp.buffer_len()];
         let n = wire::emit_ipv4_tcp(&mut buf, &ip, &tcp);
         buf.truncate(n);
@@ -112,7 +131,11 @@ fn full_half_open_queue_answers_with_cookies_that_complete_the_handshake() {
     assert_eq!(synack.flags, SYN | ACK);
     assert_eq!(synack.ack, 5000 + 9 * 1000 + 1);
     assert_eq!(synack.mss, Some(1460));
-    assert_eq!(synack.wscale.is_some(), true, "window scaling kept via the timestamp");
+    assert_eq!(
+        synack.wscale.is_some(),
+        true,
+        "window scaling kept via the timestamp"
+    );
     assert!(synack.sack);
     let (tsval, tsecr) = synack.ts.expect("timestamp");
     assert_eq!(tsecr, 777);
@@ -123,19 +146,28 @@ fn full_half_open_queue_answers_with_cookies_that_complete_the_handshake() {
     ack.payload = b"GET".to_vec();
     st.handle_packet(later, &ack.bytes());
     assert_eq!(st.stats().tcp_syn_cookies_accepted, 1);
-    let h = st.accept(l).expect("the cookie connection is in the accept queue");
+    let h = st
+        .accept(l)
+        .expect("the cookie connection is in the accept queue");
     let mut buf = [0u8; 10];
     assert_eq!(st.recv(h, &mut buf), Ok(3));
     assert_eq!(&buf[..3], b"GET");
     let info = st.info(h).unwrap();
     assert_eq!(info.mss, 1460, "MSS from the cookie");
-    assert_eq!(info.send_window, 1000 << 7, "window scale restored from the TSecr");
+    assert_eq!(
+        info.send_window,
+        1000 << 7,
+        "window scale restored from the TSecr"
+    );
     // Our next timestamps do not go back (the peer's PAWS).
     st.send(h, b"hello").unwrap();
     let out = drain(&mut st, later);
     let data = out.iter().find(|o| o.dport == 1009).unwrap();
     let (our_ts, _) = data.ts.unwrap();
-    assert!(our_ts.wrapping_sub(tsval) < 1 << 31, "TSval went back: {our_ts} < {tsval}");
+    assert!(
+        our_ts.wrapping_sub(tsval) < 1 << 31,
+        "TSval went back: {our_ts} < {tsval}"
+    );
 }
 
 #[test]
@@ -148,13 +180,26 @@ fn forged_or_stale_cookie_gets_rst_and_no_connection() {
     let cookie = out.iter().find(|o| o.dport == 1001).unwrap().seq;
     assert_eq!(st.stats().tcp_syn_cookies_sent, 1);
     // Wrong cookie: RST.
-    st.handle_packet(now, &Seg::new(1001, ACK, 101, cookie.wrapping_add(2)).bytes());
+    st.handle_packet(
+        now,
+        &Seg::new(1001, ACK, 101, cookie.wrapping_add(2)).bytes(),
+    );
     // Right cookie, wrong client ISN.
-    st.handle_packet(now, &Seg::new(1001, ACK, 102, cookie.wrapping_add(1)).bytes());
+    st.handle_packet(
+        now,
+        &Seg::new(1001, ACK, 102, cookie.wrapping_add(1)).bytes(),
+    );
     // Right cookie, too late (more than two 64 s periods).
-    st.handle_packet(now + Duration::from_secs(200), &Seg::new(1001, ACK, 101, cookie.wrapping_add(1)).bytes());
+    st.handle_packet(
+        now + Duration::from_secs(200),
+        &Seg::new(1001, ACK, 101, cookie.wrapping_add(1)).bytes(),
+    );
     let out = drain(&mut st, now);
-    assert_eq!(out.iter().filter(|o| o.flags & RST != 0).count(), 3, "{out:?}");
+    assert_eq!(
+        out.iter().filter(|o| o.flags & RST != 0).count(),
+        3,
+        "{out:?}"
+    );
     assert_eq!(st.stats().tcp_syn_cookies_accepted, 0);
     assert!(st.accept(l).is_none());
     // Without timestamps: no window scaling, no SACK; the MSS is rounded down.
@@ -163,7 +208,10 @@ fn forged_or_stale_cookie_gets_rst_and_no_connection() {
     st.handle_packet(now, &s.bytes());
     let o = drain(&mut st, now).pop().unwrap();
     assert_eq!((o.wscale, o.sack, o.ts), (None, false, None));
-    st.handle_packet(now, &Seg::new(1002, ACK, 501, o.seq.wrapping_add(1)).bytes());
+    st.handle_packet(
+        now,
+        &Seg::new(1002, ACK, 501, o.seq.wrapping_add(1)).bytes(),
+    );
     let h = st.accept(l).expect("cookie without timestamps");
     assert_eq!(st.info(h).unwrap().mss, 1460);
 }
@@ -216,15 +264,25 @@ fn memory_budget_refuses_new_connections_and_keeps_old_ones() {
         // moves left, even when the budget makes the window shrink.
         for o in drain(&mut st, now) {
             let edge = o.ack.wrapping_add(o.window as u32);
-            assert!(last_edge == 0 || edge.wrapping_sub(last_edge) < 1 << 31, "right edge moved left");
+            assert!(
+                last_edge == 0 || edge.wrapping_sub(last_edge) < 1 << 31,
+                "right edge moved left"
+            );
             last_edge = edge;
         }
     }
-    assert!(st.buffer_memory() >= 64 * 1024, "buffer memory {}", st.buffer_memory());
+    assert!(
+        st.buffer_memory() >= 64 * 1024,
+        "buffer memory {}",
+        st.buffer_memory()
+    );
     // Under pressure the window offers only allocated space: far less than
     // the 156 kB the buffer's capacity would allow.
     let offered = last_edge.wrapping_sub(seq);
-    assert!(offered <= 64 * 1024, "window {offered} under memory pressure");
+    assert!(
+        offered <= 64 * 1024,
+        "window {offered} under memory pressure"
+    );
     // A new connection is refused now.
     st.handle_packet(now, &Seg::new(4001, SYN, 10, 0).bytes());
     assert!(drain(&mut st, now).is_empty());
@@ -235,7 +293,11 @@ fn memory_budget_refuses_new_connections_and_keeps_old_ones() {
     assert_eq!(n, 100_000);
     assert!(st.buffer_memory() < 64 * 1024);
     st.handle_packet(now, &Seg::new(4001, SYN, 10, 0).bytes());
-    assert_eq!(drain(&mut st, now).len(), 1, "accepted again once under budget");
+    assert_eq!(
+        drain(&mut st, now).len(),
+        1,
+        "accepted again once under budget"
+    );
 }
 
 /// With max_retries = 2, a peer that never answers gets the connection
@@ -246,7 +308,10 @@ fn retransmission_limit_times_out() {
     let mut now = Instant::from_secs(1);
     st.handle_packet(now, &Seg::new(5000, SYN, 10, 0).bytes());
     let synack = drain(&mut st, now).pop().unwrap();
-    st.handle_packet(now, &Seg::new(5000, ACK, 11, synack.seq.wrapping_add(1)).bytes());
+    st.handle_packet(
+        now,
+        &Seg::new(5000, ACK, 11, synack.seq.wrapping_add(1)).bytes(),
+    );
     let h = st.accept(l).unwrap();
     st.send(h, b"nobody listens").unwrap();
     let mut sent = drain(&mut st, now).len();
@@ -259,7 +324,11 @@ fn retransmission_limit_times_out() {
     let r: Readiness = st.readiness(h);
     assert!(r.closed);
     assert_eq!(r.error, Some(TcpError::TimedOut));
-    assert_eq!(sent, 1 + 2 + 1, "original, 2 retransmissions, then the RST: {sent}");
+    assert_eq!(
+        sent,
+        1 + 2 + 1,
+        "original, 2 retransmissions, then the RST: {sent}"
+    );
     st.close(h);
     assert_eq!(st.connection_count(), 0);
 }

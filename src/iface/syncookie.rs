@@ -66,7 +66,14 @@ pub fn mss_index(mss: u16) -> usize {
     MSS_TABLE.iter().rposition(|&m| m <= mss).unwrap_or(0)
 }
 
-fn hash24(key: &IsnGenerator, local: SocketAddrV4, remote: SocketAddrV4, t: u32, m: u32, irs: u32) -> u32 {
+fn hash24(
+    key: &IsnGenerator,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    t: u32,
+    m: u32,
+    irs: u32,
+) -> u32 {
     let mut msg = [0u8; 22];
     msg[0..6].copy_from_slice(b"cookie"); // domain separation from the ISN hash
     msg[6..10].copy_from_slice(&local.ip().octets());
@@ -85,7 +92,14 @@ fn hash24(key: &IsnGenerator, local: SocketAddrV4, remote: SocketAddrV4, t: u32,
 
 /// The cookie (our ISS) for a SYN with sequence number `irs` and MSS
 /// option `mss` (536 when absent), and the MSS the connection will use.
-pub fn make(key: &IsnGenerator, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, irs: u32, mss: u16) -> (u32, u16) {
+pub fn make(
+    key: &IsnGenerator,
+    now: Instant,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    irs: u32,
+    mss: u16,
+) -> (u32, u16) {
     let t = counter(now);
     let m = mss_index(mss);
     let cookie = t << 27 | (m as u32) << 24 | hash24(key, local, remote, t, m as u32, irs);
@@ -96,7 +110,14 @@ pub fn make(key: &IsnGenerator, now: Instant, local: SocketAddrV4, remote: Socke
 /// a connection whose client ISN was `irs` (the ACK's sequence number
 /// minus one). Returns the MSS it encodes, or `None` if it is forged or
 /// too old.
-pub fn check(key: &IsnGenerator, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, irs: u32, iss: u32) -> Option<u16> {
+pub fn check(
+    key: &IsnGenerator,
+    now: Instant,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    irs: u32,
+    iss: u32,
+) -> Option<u16> {
     let t = iss >> 27;
     let age = counter(now).wrapping_sub(t) % 32;
     if age >= MAX_AGE_PERIODS {
@@ -132,7 +153,10 @@ pub fn encode_ts(tsval: u32, opts: TsOptions) -> u32 {
 /// Read the options back from the TSecr of the client's ACK.
 pub fn decode_ts(tsecr: u32) -> TsOptions {
     let w = (tsecr & 0x0f) as u8;
-    TsOptions { wscale: (w != 15).then_some(w), sack: tsecr & 0x10 != 0 }
+    TsOptions {
+        wscale: (w != 15).then_some(w),
+        sack: tsecr & 0x10 != 0,
+    }
 }
 
 #[cfg(test)]
@@ -142,7 +166,10 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn addrs() -> (SocketAddrV4, SocketAddrV4) {
-        (SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80), SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000))
+        (
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
+        )
     }
 
     #[test]
@@ -150,7 +177,14 @@ mod tests {
         let key = IsnGenerator::new(1, 2);
         let (l, r) = addrs();
         let now = Instant::from_secs(1000);
-        for (mss, want) in [(1460, 1460), (1400, 1400), (1399, 1360), (65495, 8960), (100, 536), (536, 536)] {
+        for (mss, want) in [
+            (1460, 1460),
+            (1400, 1400),
+            (1399, 1360),
+            (65495, 8960),
+            (100, 536),
+            (536, 536),
+        ] {
             let (c, used) = make(&key, now, l, r, 12345, mss);
             assert_eq!(used, want);
             assert_eq!(check(&key, now, l, r, 12345, c), Some(want));
@@ -167,8 +201,16 @@ mod tests {
         let r2 = SocketAddrV4::new(*r.ip(), r.port() + 1);
         assert_eq!(check(&key, now, l, r2, 777, c), None, "other port");
         assert_eq!(check(&key, now, l, r, 777, c ^ 1), None, "flipped hash bit");
-        assert_eq!(check(&IsnGenerator::new(3, 4), now, l, r, 777, c), None, "other secret");
-        assert_eq!(check(&key, now, l, r, 777, c ^ (1 << 24)), None, "other MSS index");
+        assert_eq!(
+            check(&IsnGenerator::new(3, 4), now, l, r, 777, c),
+            None,
+            "other secret"
+        );
+        assert_eq!(
+            check(&key, now, l, r, 777, c ^ (1 << 24)),
+            None,
+            "other MSS index"
+        );
     }
 
     #[test]
@@ -190,10 +232,22 @@ mod tests {
     fn ts_options_round_trip_and_never_run_ahead() {
         for tsval in [0u32, 31, 32, 1000, 0xffff_ffff, 0x8000_0010] {
             for opts in [
-                TsOptions { wscale: None, sack: false },
-                TsOptions { wscale: Some(7), sack: true },
-                TsOptions { wscale: Some(14), sack: false },
-                TsOptions { wscale: Some(0), sack: true },
+                TsOptions {
+                    wscale: None,
+                    sack: false,
+                },
+                TsOptions {
+                    wscale: Some(7),
+                    sack: true,
+                },
+                TsOptions {
+                    wscale: Some(14),
+                    sack: false,
+                },
+                TsOptions {
+                    wscale: Some(0),
+                    sack: true,
+                },
             ] {
                 let v = encode_ts(tsval, opts);
                 assert_eq!(decode_ts(v), opts);
