@@ -118,7 +118,11 @@ if grep -q "Socket errors" "$DIR/wrk.txt"; then fail "wrk: $(grep 'Socket errors
 if grep -q "Non-2xx" "$DIR/wrk.txt"; then fail "wrk: $(grep 'Non-2xx' "$DIR/wrk.txt")"; fi
 
 echo "soak: waiting for idle timeouts (HTTP 30 s, TIME-WAIT 60 s)..."
-if LINE=$(wait_idle 150); then :; else fail "connections left after idle timeouts: $LINE"; fi
+if LINE=$(wait_idle 150); then :; else
+    fail "connections left after idle timeouts: $LINE"
+    ip netns exec "$NS" curl -s -m 10 "http://$ADDR/api/stats" >"$DIR/stats.json" || true
+    python3 -c 'import json,sys; [print("soak:   left:", c) for c in json.load(open(sys.argv[1]))["connections"]]' "$DIR/stats.json" || true
+fi
 RSS1=$(rss)
 kill -0 "$PID" 2>/dev/null || fail "ustack is not running"
 grep -q "panicked" "$DIR/stderr" && fail "ustack panicked: $(grep -m1 panicked "$DIR/stderr")"
