@@ -613,7 +613,17 @@ impl Stack {
         self.conns.insert(key, idx);
         self.slots[idx as usize].in_map = true;
         self.stats.tcp_syn_cookies_accepted += 1;
-        Some(self.socket_input(now, idx, seg))
+        let result = self.socket_input(now, idx, seg);
+        // The ACK always completes the handshake (it is in sequence and
+        // acknowledges the cookie); should it ever not, the connection has
+        // no SYN-ACK to retransmit and no timer: drop it rather than leak.
+        if let Some(t) = self.slots[idx as usize].tcb.as_mut() {
+            if t.state() == State::SynReceived {
+                t.abort_silently();
+                self.after_op(idx);
+            }
+        }
+        Some(result)
     }
 
     fn socket_input(&mut self, now: Instant, idx: u32, seg: &SegmentIn) -> Result<(), DropReason> {
