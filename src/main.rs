@@ -69,6 +69,26 @@ struct ServeArgs {
     /// Maximum simultaneous TCP connections.
     #[arg(long, default_value_t = 200_000)]
     max_connections: usize,
+    /// Half-open (SYN-RECEIVED) connections kept at most (all listeners);
+    /// beyond, SYNs get SYN cookies [default: 4096].
+    #[arg(long)]
+    max_half_open: Option<usize>,
+    /// Drop SYNs instead of answering with SYN cookies when the half-open queue is full.
+    #[arg(long)]
+    no_syn_cookies: bool,
+    /// Budget for all connections' buffers, e.g. 512M; over it new connections
+    /// are refused and receive windows stop growing [default: 512M].
+    #[arg(long, value_parser = parse_size)]
+    max_buffer_memory: Option<usize>,
+    /// Receive buffer per connection, e.g. 256K [default: 1M].
+    #[arg(long, value_parser = parse_size)]
+    recv_buffer: Option<usize>,
+    /// Send buffer per connection, e.g. 256K [default: 1M].
+    #[arg(long, value_parser = parse_size)]
+    send_buffer: Option<usize>,
+    /// Retransmissions of one segment before the connection is aborted (TimedOut) [default: 15].
+    #[arg(long)]
+    tcp_max_retries: Option<u32>,
     /// Congestion control algorithm.
     #[arg(long, default_value = "cubic", value_parser = parse_cc)]
     cc: CongestionAlgorithm,
@@ -79,6 +99,22 @@ struct ServeArgs {
 
 fn parse_impair(s: &str) -> Result<ImpairSpec, String> {
     s.parse::<ImpairSpec>().map_err(|e| e.to_string())
+}
+
+/// A byte count with an optional K/M/G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1usize << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 65536, 256K, 1M)"))
 }
 
 fn parse_cc(s: &str) -> Result<CongestionAlgorithm, String> {
@@ -110,6 +146,14 @@ fn serve(a: ServeArgs) -> Result<(), RuntimeError> {
     opts.offload = !a.no_offload;
     opts.max_connections = a.max_connections;
     opts.cc = a.cc;
+    opts.limits = ustack::iface::Limits {
+        max_half_open: a.max_half_open,
+        syn_cookies: a.no_syn_cookies.then_some(false),
+        max_buffer_memory: a.max_buffer_memory,
+        recv_buffer: a.recv_buffer,
+        send_buffer: a.send_buffer,
+        max_retries: a.tcp_max_retries,
+    };
     opts.app.echo_port = a.echo_port;
     opts.app.http_port = a.http_port;
     opts.app.www = a.www;

@@ -16,6 +16,7 @@
 
 pub mod fragment;
 pub mod stats;
+pub mod syncookie;
 
 use crate::rand::Rng;
 use crate::tcp::isn::IsnGenerator;
@@ -57,6 +58,17 @@ pub struct Config {
     /// recycled early (like Linux's `tcp_max_tw_buckets`). TIME-WAIT
     /// connections do not count against `max_connections`.
     pub max_time_wait: usize,
+    /// Half-open (SYN-RECEIVED) connections kept at most, all listeners
+    /// together (each listener also keeps at most its backlog). Beyond
+    /// this, SYNs are answered with SYN cookies (or dropped without them).
+    pub max_half_open: usize,
+    /// Answer SYNs with SYN cookies (RFC 4987) when the half-open queue is
+    /// full, instead of dropping them ([`syncookie`]).
+    pub syn_cookies: bool,
+    /// Budget for the buffers of all connections together (bytes actually
+    /// allocated by send and receive ring buffers). Over it, new
+    /// connections are refused and receive windows stop growing.
+    pub max_buffer_memory: usize,
 }
 
 impl Config {
@@ -72,6 +84,47 @@ impl Config {
             ttl: 64,
             max_control_queue: 1024,
             max_time_wait: 65_536,
+            max_half_open: 4096,
+            syn_cookies: true,
+            max_buffer_memory: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// The resource limits a user sets on the command line (`ustack serve
+/// --max-half-open ... --tcp-max-retries ...`); `None` keeps the default
+/// of [`Config`] / [`TcpConfig`]. See docs/reliability.md for the defaults
+/// and what happens at each limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_half_open: Option<usize>,
+    pub syn_cookies: Option<bool>,
+    pub max_buffer_memory: Option<usize>,
+    pub recv_buffer: Option<usize>,
+    pub send_buffer: Option<usize>,
+    pub max_retries: Option<u32>,
+}
+
+impl Limits {
+    /// Write the limits that are set into `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(v) = self.max_half_open {
+            config.max_half_open = v;
+        }
+        if let Some(v) = self.syn_cookies {
+            config.syn_cookies = v;
+        }
+        if let Some(v) = self.max_buffer_memory {
+            config.max_buffer_memory = v;
+        }
+        if let Some(v) = self.recv_buffer {
+            config.tcp.recv_buffer = v.max(1);
+        }
+        if let Some(v) = self.send_buffer {
+            config.tcp.send_buffer = v.max(1);
+        }
+        if let Some(v) = self.max_retries {
+            config.tcp.max_retries = v;
         }
     }
 }
@@ -117,12 +170,17 @@ struct Slot {
     event_queued: bool,
     half_open: bool,
     scheduled: Option<Instant>,
+    /// Buffer bytes this connection had allocated at the last accounting.
+    mem: usize,
 }
 
 struct Listener {
     backlog: usize,
     accept_queue: VecDeque<SocketHandle>,
     half_open: usize,
+    /// When this listener last answered a SYN with a cookie: only then are
+    /// ACKs checked as cookies (see [`syncookie`]).
+    last_cookie: Option<Instant>,
 }
 
 /// (remote address, remote port, local port): the local address is always ours.
@@ -138,6 +196,18 @@ struct ChallengeLimiter {
 #[derive(Clone, Debug)]
 enum Control {
     Rst { remote: SocketAddrV4, local_port: u16, seq: u32, ack: u32, flags: u8 },
+    /// A stateless SYN-ACK carrying a SYN cookie (RFC 4987 3.6).
+    CookieSynAck {
+        remote: SocketAddrV4,
+        local_port: u16,
+        seq: u32,
+        ack: u32,
+        window: u16,
+        mss: u16,
+        window_scale: Option<u8>,
+        sack: bool,
+        timestamp: Option<(u32, u32)>,
+    },
     EchoReply { dst: Ipv4Addr, ident: u16, seq_no: u16, data: Vec<u8> },
     Unreachable { dst: Ipv4Addr, code: DstUnreachable, quote: Vec<u8> },
 }
@@ -168,6 +238,8 @@ pub struct Stack {
     scratch: Vec<u8>,
     /// Test hook: every new connection uses this ISS (see `set_isn_for_test`).
     isn_override: Option<u32>,
+    /// Buffer bytes allocated by all connections (sum of `Slot::mem`).
+    buffer_mem: usize,
 }
 
 const EPHEMERAL_FIRST: u16 = 49152;
@@ -201,6 +273,7 @@ impl Stack {
             next_port,
             scratch: Vec::new(),
             isn_override: None,
+            buffer_mem: 0,
         }
     }
 
@@ -411,6 +484,12 @@ impl Stack {
             return Err(DropReason::TcpNoListener);
         };
         if seg.flags & ACK != 0 {
+            // The ACK of a SYN-ACK we sent as a cookie, if it checks out.
+            if seg.flags & SYN == 0 && listener.last_cookie.is_some() {
+                if let Some(result) = self.cookie_ack(now, key, remote, repr.dst_port, &seg) {
+                    return result;
+                }
+            }
             // An ACK to a listener: <SEQ=SEG.ACK><CTL=RST>.
             self.reply_rst(remote, repr.dst_port, &seg);
             return Err(DropReason::TcpBadAck);
@@ -418,11 +497,25 @@ impl Stack {
         if seg.flags & SYN == 0 || seg.flags & FIN != 0 {
             return Err(DropReason::TcpInvalidFlags);
         }
-        if listener.half_open + listener.accept_queue.len() >= listener.backlog {
+        // Limits, in order: the accept queue (the application is not keeping
+        // up: drop, the client retries), the half-open queue (a SYN flood:
+        // cookies), the connection table and the buffer memory budget.
+        if listener.accept_queue.len() >= listener.backlog {
             return Err(DropReason::TcpBacklogFull);
+        }
+        let half_open_total: usize = self.listeners.values().map(|l| l.half_open).sum();
+        if listener.half_open >= listener.backlog || half_open_total >= self.config.max_half_open {
+            if self.config.syn_cookies {
+                self.send_cookie(now, remote, repr.dst_port, &seg);
+                return Ok(());
+            }
+            return Err(DropReason::TcpHalfOpenFull);
         }
         if self.active_connections() >= self.config.max_connections {
             return Err(DropReason::TcpTooManyConnections);
+        }
+        if self.over_memory_budget() {
+            return Err(DropReason::TcpMemoryBudget);
         }
         let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
         let iss = self.new_iss(now, local, remote);
@@ -437,6 +530,117 @@ impl Stack {
         self.slots[idx as usize].in_map = true;
         self.after_op(idx);
         Ok(())
+    }
+
+    /// The buffers of all connections use more than the budget.
+    fn over_memory_budget(&self) -> bool {
+        self.buffer_mem >= self.config.max_buffer_memory
+    }
+
+    /// Answer a SYN statelessly with a SYN cookie (RFC 4987 3.6).
+    fn send_cookie(&mut self, now: Instant, remote: SocketAddrV4, local_port: u16, syn: &SegmentIn) {
+        let local = SocketAddrV4::new(self.config.addr, local_port);
+        let peer_mss = syn.mss.unwrap_or(536);
+        let (cookie, _) = syncookie::make(&self.isn, now, local, remote, syn.seq, peer_mss);
+        let tcp = &self.config.tcp;
+        // Options are only kept when the timestamp option can carry them.
+        let ts_on = tcp.timestamps && syn.timestamp.is_some();
+        let wscale_on = ts_on && tcp.window_scaling && syn.window_scale.is_some();
+        let sack_on = ts_on && tcp.sack && syn.sack_permitted;
+        let timestamp = syn.timestamp.filter(|_| ts_on).map(|(tsval, _)| {
+            let ours = (now.total_millis() as u32).wrapping_add(Tcb::ts_offset_for_iss(cookie));
+            let opts = syncookie::TsOptions { wscale: syn.window_scale.filter(|_| wscale_on), sack: sack_on };
+            (syncookie::encode_ts(ours, opts), tsval)
+        });
+        let mut our_wscale = 0u8;
+        while our_wscale < 14 && (tcp.recv_buffer >> our_wscale) > 65535 {
+            our_wscale += 1;
+        }
+        let c = Control::CookieSynAck {
+            remote,
+            local_port,
+            seq: cookie,
+            ack: syn.seq.wrapping_add(1),
+            window: tcp.recv_buffer.min(65535) as u16,
+            mss: (tcp.mss as u32).min(self.link_mss()) as u16,
+            window_scale: wscale_on.then_some(our_wscale),
+            sack: sack_on,
+            timestamp,
+        };
+        self.push_control(c);
+        self.stats.tcp_syn_cookies_sent += 1;
+        if let Some(l) = self.listeners.get_mut(&local_port) {
+            l.last_cookie = Some(now);
+        }
+    }
+
+    /// An ACK arrived for a listener that sent cookies recently: if its
+    /// acknowledgment number is a valid cookie, create the connection
+    /// (ESTABLISHED, into the accept queue) and process the ACK on it.
+    /// `None`: not a cookie (the caller answers with RST).
+    fn cookie_ack(
+        &mut self,
+        now: Instant,
+        key: ConnKey,
+        remote: SocketAddrV4,
+        port: u16,
+        seg: &SegmentIn,
+    ) -> Option<Result<(), DropReason>> {
+        let listener = self.listeners.get(&port)?;
+        let recent = listener.last_cookie.is_some_and(|t| {
+            now.saturating_duration_since(t)
+                < Duration::from_secs(syncookie::COUNTER_PERIOD_SECS * syncookie::MAX_AGE_PERIODS as u64)
+        });
+        if !recent || !self.config.syn_cookies {
+            return None;
+        }
+        let local = SocketAddrV4::new(self.config.addr, port);
+        let irs = seg.seq.wrapping_sub(1);
+        let iss = seg.ack.wrapping_sub(1);
+        let mss = syncookie::check(&self.isn, now, local, remote, irs, iss)?;
+        // A valid cookie. Still subject to the other limits: when one is
+        // hit the ACK is dropped and the client's retransmission retries.
+        if listener.accept_queue.len() >= listener.backlog {
+            return Some(Err(DropReason::TcpBacklogFull));
+        }
+        if self.live >= self.config.max_connections {
+            return Some(Err(DropReason::TcpTooManyConnections));
+        }
+        if self.over_memory_budget() {
+            return Some(Err(DropReason::TcpMemoryBudget));
+        }
+        // Rebuild the SYN the cookie stands for.
+        let opts = seg.timestamp.map(|(_, tsecr)| syncookie::decode_ts(tsecr));
+        let syn = SegmentIn {
+            flags: SYN,
+            seq: irs,
+            ack: 0,
+            window: seg.window,
+            mss: Some(mss),
+            window_scale: opts.and_then(|o| o.wscale),
+            sack_permitted: opts.is_some_and(|o| o.sack),
+            sack_ranges: [None; 3],
+            timestamp: seg.timestamp.map(|(tsval, _)| (tsval, 0)),
+            payload: &[],
+        };
+        let mut tcb = Tcb::accept_syn(now, &self.config.tcp, local, remote, iss, self.link_mss(), &syn);
+        tcb.set_tso(self.tso_payload());
+        tcb.syn_ack_sent_as_cookie();
+        let idx = self.insert(tcb, Owner::Listener(port), true);
+        self.conns.insert(key, idx);
+        self.slots[idx as usize].in_map = true;
+        self.stats.tcp_syn_cookies_accepted += 1;
+        let result = self.socket_input(now, idx, seg);
+        // The ACK always completes the handshake (it is in sequence and
+        // acknowledges the cookie); should it ever not, the connection has
+        // no SYN-ACK to retransmit and no timer: drop it rather than leak.
+        if let Some(t) = self.slots[idx as usize].tcb.as_mut() {
+            if t.state() == State::SynReceived {
+                t.abort_silently();
+                self.after_op(idx);
+            }
+        }
+        Some(result)
     }
 
     fn socket_input(&mut self, now: Instant, idx: u32, seg: &SegmentIn) -> Result<(), DropReason> {
@@ -593,6 +797,18 @@ impl Stack {
                 self.stats.tcp_segments_out += 1;
                 wire::emit_ipv4_tcp(buf, &ip, &tcp)
             }
+            Control::CookieSynAck { remote, local_port, seq, ack, window, mss, window_scale, sack, timestamp } => {
+                let ip = self.ip_repr(*remote.ip(), IpProtocol::Tcp);
+                let mut tcp = TcpRepr::new(*local_port, remote.port(), SeqNumber(*seq), TcpFlags(SYN | ACK));
+                tcp.ack_number = SeqNumber(*ack);
+                tcp.window_len = *window;
+                tcp.max_seg_size = Some(*mss);
+                tcp.window_scale = *window_scale;
+                tcp.sack_permitted = *sack;
+                tcp.timestamp = *timestamp;
+                self.stats.tcp_segments_out += 1;
+                wire::emit_ipv4_tcp(buf, &ip, &tcp)
+            }
             Control::EchoReply { dst, ident, seq_no, data } => {
                 let ip = self.ip_repr(*dst, IpProtocol::Icmp);
                 let room = buf.len().saturating_sub(28);
@@ -659,6 +875,7 @@ impl Stack {
             half_open: false,
             in_tw: false,
             scheduled: None,
+            mem: 0,
         };
         if let Some(idx) = self.free.pop() {
             let s = &mut self.slots[idx as usize];
@@ -686,6 +903,12 @@ impl Stack {
         let slot = &mut self.slots[i];
         let Some(tcb) = slot.tcb.as_mut() else { return };
         let state = tcb.state();
+        // Buffer memory accounting (the budget), and memory pressure: over
+        // the budget, receive windows stop growing.
+        let mem = tcb.memory();
+        self.buffer_mem = self.buffer_mem - slot.mem + mem;
+        slot.mem = mem;
+        tcb.mem_pressure = self.buffer_mem >= self.config.max_buffer_memory;
         // Application events.
         if tcb.notify {
             tcb.notify = false;
@@ -787,6 +1010,8 @@ impl Stack {
     fn free_slot(&mut self, idx: u32) {
         let slot = &mut self.slots[idx as usize];
         if slot.tcb.take().is_some() {
+            self.buffer_mem -= slot.mem;
+            slot.mem = 0;
             self.live -= 1;
             if slot.in_tw {
                 slot.in_tw = false;
@@ -844,9 +1069,15 @@ impl Stack {
             .collect()
     }
 
-    /// Bytes held by all connection buffers.
+    /// Bytes held by all connection buffers (as of each connection's last
+    /// activity; kept up to date incrementally).
     pub fn buffer_memory(&self) -> usize {
-        self.slots.iter().filter_map(|s| s.tcb.as_ref()).map(|t| t.memory()).sum()
+        self.buffer_mem
+    }
+
+    /// Half-open (SYN-RECEIVED) connections of all listeners.
+    pub fn half_open_count(&self) -> usize {
+        self.listeners.values().map(|l| l.half_open).sum()
     }
 
     // ============================================================ socket API
@@ -857,7 +1088,10 @@ impl Stack {
         if port == 0 || self.listeners.contains_key(&port) {
             return Err(TcpError::AddrInUse);
         }
-        self.listeners.insert(port, Listener { backlog: backlog.max(1), accept_queue: VecDeque::new(), half_open: 0 });
+        self.listeners.insert(
+            port,
+            Listener { backlog: backlog.max(1), accept_queue: VecDeque::new(), half_open: 0, last_cookie: None },
+        );
         Ok(ListenerHandle(port))
     }
 

@@ -39,6 +39,8 @@ drop_reasons! {
     BadTcpHeader => "bad_tcp_header",
     TcpNoListener => "tcp_no_listener",
     TcpBacklogFull => "tcp_backlog_full",
+    TcpHalfOpenFull => "tcp_half_open_full",
+    TcpMemoryBudget => "tcp_memory_budget",
     TcpTooManyConnections => "tcp_too_many_connections",
     TcpOutOfWindow => "tcp_out_of_window",
     TcpBadAck => "tcp_bad_ack",

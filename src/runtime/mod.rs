@@ -82,6 +82,8 @@ pub struct Options {
     pub app: AppConfig,
     /// How long a graceful stop may take before the rest is aborted.
     pub grace: Duration,
+    /// Resource limits (`--max-half-open`, `--tcp-max-retries`, ...).
+    pub limits: crate::iface::Limits,
     /// Use TUN offloads (virtio-net header, checksum + TSO4). Switched off
     /// automatically with `--impair` (impairments act on real wire-sized
     /// segments) and with `--mtu` (the kernel segments at the device MTU).
@@ -101,6 +103,7 @@ impl Options {
             cc: CongestionAlgorithm::default(),
             app: AppConfig::default(),
             grace: Duration::from_secs(2),
+            limits: crate::iface::Limits::default(),
             offload: true,
         }
     }
@@ -238,6 +241,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     config.max_tso_size = caps.max_tso_size;
     config.max_connections = opts.max_connections;
     config.tcp.congestion = opts.cc;
+    opts.limits.apply(&mut config);
     let mut stack = Stack::new(config, opts.seed);
     let mut app = App::build(&opts.app, &mut stack)?;
 

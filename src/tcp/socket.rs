@@ -262,6 +262,10 @@ pub struct Tcb {
     pub(crate) retransmissions: u64,
     /// Something the application can observe changed.
     pub(crate) notify: bool,
+    /// Set by the stack when all connections' buffers together are over
+    /// the memory budget: the receive window then offers only space that
+    /// is already allocated (and never moves its right edge left).
+    pub(crate) mem_pressure: bool,
 }
 
 /// Largest window that fits the 16-bit field with scaling (RFC 7323 2.3).
@@ -324,7 +328,7 @@ impl Tcb {
             dsack_pending: None,
             ts_enabled: false,
             ts_recent: 0,
-            ts_offset: iss.rotate_left(13),
+            ts_offset: Tcb::ts_offset_for_iss(iss),
             last_ack_sent: 0,
             sack_enabled: false,
             nagle: cfg.nagle,
@@ -366,6 +370,7 @@ impl Tcb {
             bytes_out: 0,
             retransmissions: 0,
             notify: false,
+            mem_pressure: false,
         }
     }
 
@@ -409,6 +414,22 @@ impl Tcb {
         t
     }
 
+    /// SYN cookies (RFC 4987 3.6, see `iface::syncookie`): the SYN-ACK
+    /// with ISS = the cookie was sent statelessly by the listener, so this
+    /// TCB (built by `accept_syn` from the SYN the cookie describes) is
+    /// marked as having sent it; the returning ACK then completes the
+    /// handshake through the normal SYN-RECEIVED processing.
+    pub fn syn_ack_sent_as_cookie(&mut self) {
+        self.snd_nxt = self.iss.wrapping_add(1);
+        self.snd_max = self.snd_nxt;
+    }
+
+    /// The TSval this connection would send at `now` (SYN cookies encode
+    /// options in its low bits; see `iface::syncookie`).
+    pub fn ts_offset_for_iss(iss: u32) -> u32 {
+        iss.rotate_left(13)
+    }
+
     fn negotiate_options(&mut self, seg: &SegmentIn, link_mss: u32) {
         // MSS (RFC 9293 3.7.1): default 536 when the option is absent.
         let peer_mss = seg.mss.map(|m| m as u32).unwrap_or(536).max(64);
@@ -449,6 +470,15 @@ impl Tcb {
             self.error = err;
         }
         self.timers = [None; TIMERS];
+        // Nothing is sent from CLOSED but a RST (set by `abort` after this):
+        // a pending ACK, probe or retransmission would keep the connection
+        // "wanting to dispatch" forever and its slot would never be freed
+        // (found by fuzzing: an exact RST right after a challenge ACK).
+        self.ack_now = false;
+        self.zwp_now = false;
+        self.keepalive_now = false;
+        self.retransmit_una = false;
+        self.sws_override = false;
         self.set_state(State::Closed);
         self.notify = true;
         // Nothing but a RST (set by the caller) may leave a closed connection.
@@ -830,9 +860,13 @@ impl Tcb {
         if self.snd_una == self.snd_max {
             return; // nothing outstanding
         }
-        if self.state.is_synchronized() && self.snd_wnd == 0 {
+        if self.state.is_synchronized() && self.snd_wnd == 0 && !self.send_buf.is_empty() {
             // The peer closed its window: this is the persist timer's job,
-            // not a loss (RFC 9293 3.8.6.1).
+            // not a loss (RFC 9293 3.8.6.1). Only when there is data to
+            // probe with: a lone FIN outstanding is retransmitted (with
+            // back-off and the retry limit) like any segment; before this
+            // check it was resent every RTO_min forever, without back-off
+            // and without ever timing out (found by fuzzing).
             self.snd_nxt = self.snd_una;
             self.probe_outstanding = false;
             self.update_persist(now);
@@ -1152,7 +1186,10 @@ impl Tcb {
 
     /// Force an ACK out on the next dispatch.
     pub fn ack_now(&mut self) {
-        self.ack_now = true;
+        // CLOSED sends nothing but a RST (see `close_with`).
+        if self.state != State::Closed {
+            self.ack_now = true;
+        }
     }
 
     /// The ACK processing of RFC 9293 3.10.7.4 "fifth". Returns false if
@@ -1717,8 +1754,16 @@ impl Tcb {
 
     /// Free receive space, the window we could offer now.
     fn recv_window_raw(&self) -> u32 {
+        let mut free = self.recv_buf.window();
+        if self.mem_pressure {
+            // Over the stack's memory budget: no growth beyond what is
+            // allocated (but at least one page, so every connection can
+            // still make progress and give memory back).
+            let allocated = self.recv_buf.allocated().max(4096).min(self.recv_buf.capacity());
+            free = free.min(allocated.saturating_sub(self.recv_buf.len()));
+        }
         let target = self.rcv_space.saturating_sub(self.recv_buf.len());
-        (self.recv_buf.window().min(target) as u32).min(MAX_WINDOW)
+        (free.min(target) as u32).min(MAX_WINDOW)
     }
 
     /// Receive-buffer auto-tuning (Linux tcp_rcv_space_adjust): once per

@@ -147,8 +147,12 @@ impl Env {
         let addr_s = env.addr.to_string();
         let pcap_s = env.pcap.to_string_lossy().into_owned();
         let mut args: Vec<&str> = vec![
-            "serve", "--tun", &env.tun, "--addr", &addr_s, "--pcap", &pcap_s, "--seed", "1",
+            "serve", "--tun", &env.tun, "--addr", &addr_s, "--pcap", &pcap_s,
         ];
+        // Seed 1 unless the test chooses one.
+        if !extra_args.contains(&"--seed") {
+            args.extend_from_slice(&["--seed", "1"]);
+        }
         args.extend_from_slice(extra_args);
         // `ip netns exec` execs the command itself, so the child's PID is ustack's.
         let mut child = Command::new("ip")

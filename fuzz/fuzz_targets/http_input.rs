@@ -1,0 +1,12 @@
+//! cargo-fuzz target `http` (libFuzzer; needs nightly Rust):
+//! `cargo +nightly fuzz run http_input -- fuzz/corpus/http` from the crate root.
+//! The target itself is shared with the stable driver `examples/fuzz.rs`:
+//! see `fuzz/targets.rs`.
+#![no_main]
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    targets::run("http", data);
+});
