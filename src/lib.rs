@@ -34,5 +34,6 @@ pub mod rand;
 pub mod runtime;
 pub mod tcp;
 pub mod time;
+pub mod trace;
 pub mod wire;
 pub mod ws;
