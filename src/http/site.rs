@@ -65,6 +65,9 @@ pub static EMBEDDED: &[EmbeddedFile] = &[
     embed!("/index.html"),
     embed!("/style.css"),
     embed!("/http/index.html"),
+    embed!("/dashboard/index.html"),
+    embed!("/dashboard/dashboard.js"),
+    embed!("/dashboard/dashboard.css"),
 ];
 
 /// `Content-Type` by file extension (RFC 9110 8.3). Unknown types are sent
