@@ -13,6 +13,7 @@
 //! | [`tcp`] | the RFC 9293 state machine, sliding windows, retransmission, congestion control, the socket API | `wire` |
 //! | [`http`], [`ws`] | sans-IO HTTP/1.1 and WebSocket codecs working on byte buffers | nothing below |
 //! | [`app`] | services (echo, HTTP server, WebSocket endpoints, chat broker) glued to sockets through the public socket API only | `iface`, `tcp`, `http`, `ws` |
+//! | [`trace`] | the connection event log (`--trace`): events the stack records when asked, drained by the runtime | `wire`, `tcp`, `iface` types |
 //! | [`runtime`] | the event loop over the TUN fd, signals: **the only place that reads a clock or does I/O** | everything |
 //!
 //! ## Who owns time and randomness
@@ -34,5 +35,6 @@ pub mod rand;
 pub mod runtime;
 pub mod tcp;
 pub mod time;
+pub mod trace;
 pub mod wire;
 pub mod ws;

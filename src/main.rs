@@ -66,6 +66,11 @@ struct ServeArgs {
     /// then shows exactly the segments on the wire).
     #[arg(long)]
     no_offload: bool,
+    /// Write a connection event log to this file (JSON lines: segments with
+    /// the stack's decision, state transitions, timers, cwnd changes).
+    /// `ustack ladder FILE` draws it.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
     /// Maximum simultaneous TCP connections.
     #[arg(long, default_value_t = 200_000)]
     max_connections: usize,
@@ -144,6 +149,7 @@ fn serve(a: ServeArgs) -> Result<(), RuntimeError> {
     opts.impair = a.impair.unwrap_or_default();
     opts.mtu = a.mtu;
     opts.offload = !a.no_offload;
+    opts.trace = a.trace;
     opts.max_connections = a.max_connections;
     opts.cc = a.cc;
     opts.limits = ustack::iface::Limits {

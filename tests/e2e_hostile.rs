@@ -396,14 +396,10 @@ fn peer_that_never_acks_is_timed_out_and_freed() {
 /// frame, drops the connection after the close timeout; the connection is
 /// freed.
 ///
-/// KNOWN BUG (src/app/web.rs, not fixed here): nothing times out. Both
-/// sides stop reading (backpressure works: ustack's memory stays bounded),
-/// the keepalive ping and the 1008 Close cannot be written, and the
-/// connection stays open for ever (measured: still open after 60 s, freed
-/// only when the client went away). Needs a WebSocket send-progress
-/// timeout like HTTP's `send_timeout`, then an abort.
+/// Both sides stop reading (backpressure keeps ustack's memory bounded);
+/// the web service's WebSocket send-progress timeout (`ws_send_timeout`,
+/// 20 s) then aborts the connection and frees it.
 #[test]
-#[ignore = "known bug: WebSocket connections have no send-progress timeout (docs/reliability.md)"]
 fn websocket_client_that_never_reads_is_closed_and_freed() {
     let Some(env) = e2e_env() else { return };
     let to = env.sock(80);

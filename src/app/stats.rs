@@ -124,6 +124,24 @@ pub fn stats_json(stack: &Stack, device: &DeviceStats, uptime_ms: u64) -> String
             c.mss
         );
     }
+    // The latest state transitions of all connections, oldest first
+    // (`t_ms`: milliseconds since start).
+    o.push_str("],\"transitions\":[");
+    for (i, t) in stack.recent_transitions().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"t_ms\":{},\"id\":{},\"local\":\"{}\",\"remote\":\"{}\",\"from\":\"{}\",\"to\":\"{}\"}}",
+            t.t.total_millis(),
+            t.id,
+            t.local,
+            t.remote,
+            t.from.name(),
+            t.to.name()
+        );
+    }
     o.push_str("]}");
     o
 }
@@ -150,5 +168,6 @@ mod tests {
         assert!(j.contains("\"impairment\":\"loss=1%\""));
         assert!(j.contains("\"dropped_in\":3"));
         assert!(j.contains("\"connections\":[]"));
+        assert!(j.ends_with("\"transitions\":[]}"), "{j}");
     }
 }

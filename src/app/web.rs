@@ -57,6 +57,9 @@ pub struct WebConfig {
     pub linger: Duration,
     /// Interval of the `/ws/stats` push.
     pub stats_interval: Duration,
+    /// A WebSocket connection whose output makes no progress for this long
+    /// (a client that stopped reading) is aborted and its memory freed.
+    pub ws_send_timeout: Duration,
 }
 
 impl Default for WebConfig {
@@ -70,6 +73,7 @@ impl Default for WebConfig {
             backlog: 4096,
             linger: Duration::from_secs(5),
             stats_interval: Duration::from_secs(1),
+            ws_send_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -116,6 +120,8 @@ struct Conn {
     close_after_prefix: bool,
     eof: bool,
     scheduled: Option<Instant>,
+    /// Last time output moved (or there was none waiting).
+    out_progress: Instant,
 }
 
 /// What the HTTP code may ask of the glue.
@@ -448,12 +454,14 @@ impl Web {
             Proto::Ws(w) => loop {
                 let chunk = w.ws.output_chunk();
                 if chunk.is_empty() {
+                    conn.out_progress = now; // nothing waiting
                     break;
                 }
                 match stack.send(h, chunk) {
                     Ok(n) => {
                         w.ws.consume_output(n);
                         wrote = true;
+                        conn.out_progress = now;
                     }
                     Err(_) => break,
                 }
@@ -527,6 +535,9 @@ impl Web {
         let Some(conn) = self.conns.get_mut(&h) else { return };
         let t = match &conn.proto {
             Proto::Http(hc) => hc.poll_at(),
+            Proto::Ws(w) if w.ws.output_pending() > 0 => {
+                min_deadline(w.ws.poll_at(), Some(conn.out_progress + self.cfg.ws_send_timeout))
+            }
             Proto::Ws(w) => w.ws.poll_at(),
             Proto::Lingering { until } => Some(*until),
         };
@@ -599,6 +610,7 @@ impl Service for Web {
                 close_after_prefix: false,
                 eof: false,
                 scheduled: None,
+                out_progress: now,
             },
         );
         self.drive(now, stack, h);
@@ -625,7 +637,17 @@ impl Service for Web {
             conn.scheduled = None;
             match &mut conn.proto {
                 Proto::Http(hc) => hc.handle_timeout(now),
-                Proto::Ws(w) => w.ws.handle_timeout(now),
+                Proto::Ws(w) => {
+                    if w.ws.output_pending() > 0 && now >= conn.out_progress + self.cfg.ws_send_timeout {
+                        // The client stopped reading: our output cannot move and
+                        // no close frame could get through either. Abort (RST)
+                        // and give the memory back.
+                        log::debug!("web {h:?}: WebSocket output stalled for {:?}; aborting", self.cfg.ws_send_timeout);
+                        self.remove(now, stack, h, true);
+                        continue;
+                    }
+                    w.ws.handle_timeout(now)
+                }
                 Proto::Lingering { .. } => {}
             }
             self.drive(now, stack, h);

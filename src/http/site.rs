@@ -66,6 +66,9 @@ pub static EMBEDDED: &[EmbeddedFile] = &[
     embed!("/style.css"),
     embed!("/chat.js"),
     embed!("/http/index.html"),
+    embed!("/dashboard/index.html"),
+    embed!("/dashboard/dashboard.js"),
+    embed!("/dashboard/dashboard.css"),
 ];
 
 /// `Content-Type` by file extension (RFC 9110 8.3). Unknown types are sent

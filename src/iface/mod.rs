@@ -17,6 +17,7 @@
 pub mod fragment;
 pub mod stats;
 pub mod syncookie;
+mod tracing;
 
 use crate::rand::Rng;
 use crate::tcp::isn::IsnGenerator;
@@ -240,6 +241,8 @@ pub struct Stack {
     isn_override: Option<u32>,
     /// Buffer bytes allocated by all connections (sum of `Slot::mem`).
     buffer_mem: usize,
+    /// Event trace and transition history (off unless switched on).
+    trace: crate::trace::Tracer,
 }
 
 const EPHEMERAL_FIRST: u16 = 49152;
@@ -274,6 +277,7 @@ impl Stack {
             scratch: Vec::new(),
             isn_override: None,
             buffer_mem: 0,
+            trace: crate::trace::Tracer::default(),
         }
     }
 
@@ -329,7 +333,13 @@ impl Stack {
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.packets_in += 1;
         self.stats.bytes_in += packet.len() as u64;
-        if let Err(reason) = self.ipv4_input(now, packet) {
+        self.trace.now = now;
+        let traced = if self.trace.full() { self.trace_in_pre(packet) } else { None };
+        let result = self.ipv4_input(now, packet);
+        if let Some(pre) = traced {
+            self.trace_in_post(pre, &result);
+        }
+        if let Err(reason) = result {
             self.stats.count_drop(reason);
             log::trace!("drop ({reason}): {}", wire::PrettyPacket(packet));
         }
@@ -702,6 +712,7 @@ impl Stack {
 
     /// Run expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.trace.now = now;
         while let Some(&Reverse((at, idx, gen))) = self.timers.peek() {
             if at > now {
                 break;
@@ -713,6 +724,9 @@ impl Stack {
             }
             slot.scheduled = None;
             if let Some(tcb) = slot.tcb.as_mut() {
+                if self.trace.full() {
+                    tracing::trace_timers(&mut self.trace, idx, tcb, now);
+                }
                 tcb.handle_timeout(now, &mut self.stats);
             }
             self.after_op(idx);
@@ -735,8 +749,12 @@ impl Stack {
     /// return its length; `None` when nothing is waiting.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.trace.now = now;
         if let Some(c) = self.control.pop_front() {
             let n = self.emit_control(&c, buf);
+            if self.trace.full() {
+                self.trace_out(&buf[..n.min(buf.len())], None, false);
+            }
             self.count_out(n);
             return Some(n);
         }
@@ -749,6 +767,9 @@ impl Stack {
             match seg {
                 Some(seg) => {
                     let n = self.emit_segment(i, &seg, buf);
+                    if self.trace.full() {
+                        self.trace_out(&buf[..n.min(buf.len())], Some(idx), seg.retransmission);
+                    }
                     self.count_out(n);
                     // Round robin: the socket goes to the back if it has more.
                     self.tx_queue.pop_front();
@@ -909,6 +930,9 @@ impl Stack {
         self.buffer_mem = self.buffer_mem - slot.mem + mem;
         slot.mem = mem;
         tcb.mem_pressure = self.buffer_mem >= self.config.max_buffer_memory;
+        if self.trace.active() {
+            self.trace.observe(idx, slot.generation, tcb.local, tcb.remote, state, tcb.cwnd(), tcb.ssthresh());
+        }
         // Application events.
         if tcb.notify {
             tcb.notify = false;

@@ -35,6 +35,7 @@
 pub mod app;
 pub mod capture;
 pub mod conn;
+pub mod jsonl;
 pub mod svg;
 pub mod synth;
 pub mod text;
@@ -86,6 +87,8 @@ pub enum LadderError {
     ConnOutOfRange { index: usize, count: usize },
     #[error("no TCP connection uses port {0}")]
     NoSuchPort(u16),
+    #[error("trace file line {line}: {why}")]
+    BadTrace { line: usize, why: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -155,13 +158,20 @@ pub enum Select {
     Port(u16),
 }
 
-/// Read a capture from a file.
+/// Read a capture (pcap) or a `ustack serve --trace` file (JSON lines,
+/// see [`jsonl`]); the format is recognized by the file's first bytes.
 pub fn load_file(path: &Path) -> Result<Trace, LadderError> {
+    use std::io::BufRead;
     let f = std::fs::File::open(path).map_err(|source| LadderError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    load(std::io::BufReader::with_capacity(1 << 16, f))
+    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+    let head = r.fill_buf().map_err(LadderError::Read)?;
+    if jsonl::looks_like_trace(head) {
+        return jsonl::load(r);
+    }
+    load(r)
 }
 
 /// Read a capture and group its TCP segments into connections.
@@ -354,7 +364,8 @@ impl Trace {
 /// Command-line arguments of `ustack ladder`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LadderArgs {
-    /// Capture file (classic pcap; IPv4 over raw IP, Ethernet or Linux cooked).
+    /// Capture file (classic pcap; IPv4 over raw IP, Ethernet or Linux cooked),
+    /// or a `ustack serve --trace` file (JSON lines).
     pub file: PathBuf,
     /// Draw the N-th connection (see the list printed when there are several).
     #[arg(long, value_name = "N", conflicts_with = "port")]

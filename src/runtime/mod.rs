@@ -88,6 +88,8 @@ pub struct Options {
     /// automatically with `--impair` (impairments act on real wire-sized
     /// segments) and with `--mtu` (the kernel segments at the device MTU).
     pub offload: bool,
+    /// Connection event log, JSON lines (see [`crate::trace`]).
+    pub trace: Option<PathBuf>,
 }
 
 impl Options {
@@ -105,6 +107,7 @@ impl Options {
             grace: Duration::from_secs(2),
             limits: crate::iface::Limits::default(),
             offload: true,
+            trace: None,
         }
     }
 }
@@ -116,6 +119,11 @@ pub enum RuntimeError {
     Tun(#[from] TunError),
     #[error("cannot create pcap file {path}: {source}")]
     Pcap {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write trace file {path}: {source}")]
+    Trace {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -243,6 +251,15 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     config.tcp.congestion = opts.cc;
     opts.limits.apply(&mut config);
     let mut stack = Stack::new(config, opts.seed);
+    // The dashboard shows recent state transitions (a small ring, cheap).
+    stack.set_transition_history(true);
+    let mut trace = match &opts.trace {
+        Some(path) => {
+            stack.set_tracing(true);
+            Some(TraceWriter::create(path, &opts, wall_base)?)
+        }
+        None => None,
+    };
     let mut app = App::build(&opts.app, &mut stack)?;
 
     let services = app.service_names();
@@ -340,6 +357,9 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         app.poll(now, &mut stack);
         // 4. Output.
         transmit(now, &mut stack, &mut dev, &mut tx);
+        if let Some(t) = trace.as_mut() {
+            t.write(now, &mut stack)?;
+        }
 
         // 5. Signals.
         loop {
@@ -383,6 +403,10 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
                 }
                 app.abort_all(&mut stack);
                 transmit(now, &mut stack, &mut dev, &mut tx);
+                if let Some(t) = trace.as_mut() {
+                    t.write(now, &mut stack)?;
+                    t.flush()?;
+                }
                 if let Err(e) = dev.flush() {
                     log::error!("flushing the capture: {e}");
                 }
@@ -403,6 +427,69 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         let ready = sys::poll_readable([tun_fd, signals.as_raw_fd()], timeout)
             .map_err(|source| RuntimeError::Io { op: "poll", source })?;
         let _ = ready; // the next turn reads both fds non-blockingly anyway
+    }
+}
+
+/// Writes the stack's trace events to the `--trace` file, one JSON object
+/// per line, flushing at most every 200 ms (and at exit).
+struct TraceWriter {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    events: Vec<crate::trace::TraceEvent>,
+    line: String,
+    next_flush: Instant,
+}
+
+impl TraceWriter {
+    fn create(path: &std::path::Path, opts: &Options, wall_base: Duration) -> Result<TraceWriter, RuntimeError> {
+        use std::io::Write as _;
+        let err = |source| RuntimeError::Trace {
+            path: path.to_path_buf(),
+            source,
+        };
+        let f = std::fs::File::create(path).map_err(err)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
+        let header = crate::trace::header_line(opts.addr, opts.seed, wall_base.as_micros() as u64);
+        writeln!(out, "{header}").map_err(err)?;
+        Ok(TraceWriter {
+            path: path.to_path_buf(),
+            out,
+            events: Vec::new(),
+            line: String::new(),
+            next_flush: Instant::ZERO,
+        })
+    }
+
+    fn write(&mut self, now: Instant, stack: &mut Stack) -> Result<(), RuntimeError> {
+        use std::io::Write as _;
+        stack.drain_trace(&mut self.events);
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        for ev in self.events.drain(..) {
+            self.line.clear();
+            ev.write_json(&mut self.line);
+            self.line.push('\n');
+            self.out
+                .write_all(self.line.as_bytes())
+                .map_err(|source| RuntimeError::Trace {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        }
+        if now >= self.next_flush {
+            self.flush()?;
+            self.next_flush = now + Duration::from_millis(200);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), RuntimeError> {
+        use std::io::Write as _;
+        self.out.flush().map_err(|source| RuntimeError::Trace {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

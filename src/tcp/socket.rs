@@ -726,6 +726,19 @@ impl Tcb {
         self.timers.iter().flatten().min().copied()
     }
 
+    /// Names of the timers due at `now`, in the order `handle_timeout` runs
+    /// them (read-only; for the event trace, see [`crate::trace`]).
+    pub fn due_timers(&self, now: Instant) -> impl Iterator<Item = &'static str> + '_ {
+        self.timers.iter().enumerate().filter(move |(_, t)| t.is_some_and(|at| at <= now)).map(|(i, _)| match i {
+            x if x == Timer::Retransmit as usize => "rto",
+            x if x == Timer::DelayedAck as usize => "delayed_ack",
+            x if x == Timer::Persist as usize => "persist",
+            x if x == Timer::Keepalive as usize => "keepalive",
+            x if x == Timer::TimeWait as usize => "time_wait",
+            _ => "fin_wait2",
+        })
+    }
+
     /// Does the socket have a segment to send right now? (cheap check used
     /// to decide whether to queue it for transmission)
     pub fn wants_dispatch(&self) -> bool {
