@@ -77,6 +77,11 @@ echo "test.sh: building (cargo test --release --no-run)"
 
 echo "test.sh: running the tests"
 rc=0
+# Fuzz smoke (stable-Rust mutational drivers, 30 s per target: packet input
+# of a whole stack, HTTP parser, WebSocket decoder, permessage-deflate); a
+# finding fails the run. Long runs: docs/reliability.md.
+"${AS_USER[@]}" env PATH="$PATH" ${RUSTUP_HOME:+RUSTUP_HOME=$RUSTUP_HOME} ${CARGO_HOME:+CARGO_HOME=$CARGO_HOME} \
+    cargo run --release --quiet --example fuzz -- all --seconds 120 --seed 1 || rc=$?
 cargo test --release "${CARGO_ARGS[@]}" || rc=$?
 # cargo may have written a few files as root: give target/ back to the user.
 [ ${#AS_USER[@]} -gt 0 ] && chown -R "$SUDO_USER:" target 2>/dev/null || true
