@@ -37,6 +37,7 @@ use crate::rand::Rng;
 use crate::time::{Duration, Instant};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::fmt;
 use std::io;
 
 /// Packets held per direction before tail drop.
@@ -73,6 +74,50 @@ pub struct ImpairSpec {
     pub inbound: Impairment,
     /// Stack → network.
     pub outbound: Impairment,
+}
+
+impl Impairment {
+    /// The parts of this impairment in `--impair` syntax, each with `prefix`.
+    fn parts(&self, prefix: &str, out: &mut Vec<String>) {
+        let pct = |p: f64| {
+            let v = p * 100.0;
+            let s = format!("{v:.4}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            format!("{s}%")
+        };
+        for (name, p) in [("loss", self.loss), ("dup", self.dup), ("reorder", self.reorder), ("corrupt", self.corrupt)] {
+            if p > 0.0 {
+                out.push(format!("{prefix}{name}={}", pct(p)));
+            }
+        }
+        for (name, d) in [("delay", self.delay), ("jitter", self.jitter)] {
+            if !d.is_zero() {
+                out.push(format!("{prefix}{name}={}ms", d.as_secs_f64() * 1000.0));
+            }
+        }
+        if let Some(r) = self.rate_bps {
+            out.push(format!("{prefix}rate={}kbit", r / 1000));
+        }
+    }
+}
+
+/// The spec in `--impair` syntax: parts that apply to both directions
+/// unprefixed, the others with `in:` / `out:`.
+impl fmt::Display for ImpairSpec {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.inbound == self.outbound {
+            self.inbound.parts("", &mut parts);
+        } else {
+            self.inbound.parts("in:", &mut parts);
+            self.outbound.parts("out:", &mut parts);
+        }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(","))
+        }
+    }
 }
 
 /// A broken `--impair` spec; the message names the bad part.
@@ -435,6 +480,18 @@ impl<D: Device> Device for FaultInjector<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_round_trips_through_the_parser() {
+        for spec in ["loss=2%,delay=20ms", "in:loss=5%,out:dup=1%,out:rate=50000kbit", "corrupt=0.1%,jitter=5ms,delay=10ms"] {
+            let a: ImpairSpec = spec.parse().unwrap();
+            let shown = a.to_string();
+            let b: ImpairSpec = shown.parse().unwrap_or_else(|e| panic!("{shown}: {e}"));
+            assert_eq!(a, b, "{spec} -> {shown}");
+        }
+        assert_eq!("loss=2%".parse::<ImpairSpec>().unwrap().to_string(), "loss=2%");
+        assert_eq!(ImpairSpec::default().to_string(), "none");
+    }
     use std::collections::VecDeque;
 
     /// A mock link: `rx` is what the network delivers, `tx` records (time, packet) sent.

@@ -286,7 +286,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     );
     log::info!("services running: {services:?}");
     if opts.impair != ImpairSpec::default() {
-        println!("impairment: {:?}", opts.impair);
+        println!("impairment: {}", opts.impair);
     }
     // Make the banner visible at once even when stdout is a pipe.
     use std::io::Write as _;
@@ -297,7 +297,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     let mut stop_deadline: Option<Instant> = None;
     let device_stats = opts.app.device_stats.clone();
     let impaired = opts.impair != ImpairSpec::default();
-    let impair_text = format!("{:?}", opts.impair);
+    let impair_text = opts.impair.to_string();
     if impaired {
         device_stats.borrow_mut().impairment = Some(impair_text.clone());
     }
