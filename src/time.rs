@@ -22,10 +22,14 @@ impl Instant {
         Instant { micros }
     }
     pub const fn from_millis(millis: u64) -> Self {
-        Instant { micros: millis * 1000 }
+        Instant {
+            micros: millis * 1000,
+        }
     }
     pub const fn from_secs(secs: u64) -> Self {
-        Instant { micros: secs * 1_000_000 }
+        Instant {
+            micros: secs * 1_000_000,
+        }
     }
     pub const fn total_micros(&self) -> u64 {
         self.micros
@@ -42,7 +46,11 @@ impl Instant {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_add(d.as_micros().min(u64::MAX as u128) as u64) }
+        Instant {
+            micros: self
+                .micros
+                .saturating_add(d.as_micros().min(u64::MAX as u128) as u64),
+        }
     }
 }
 
@@ -55,7 +63,11 @@ impl AddAssign<Duration> for Instant {
 impl Sub<Duration> for Instant {
     type Output = Instant;
     fn sub(self, d: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_sub(d.as_micros().min(u64::MAX as u128) as u64) }
+        Instant {
+            micros: self
+                .micros
+                .saturating_sub(d.as_micros().min(u64::MAX as u128) as u64),
+        }
     }
 }
 
@@ -68,7 +80,12 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 
@@ -98,6 +115,9 @@ mod tests {
         assert_eq!(t - Instant::from_secs(2), Duration::ZERO);
         assert_eq!(format!("{t}"), "1.500000s");
         assert_eq!(min_deadline(Some(t), None), Some(t));
-        assert_eq!(min_deadline(Some(t), Some(Instant::ZERO)), Some(Instant::ZERO));
+        assert_eq!(
+            min_deadline(Some(t), Some(Instant::ZERO)),
+            Some(Instant::ZERO)
+        );
     }
 }

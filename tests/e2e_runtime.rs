@@ -349,8 +349,22 @@ fn plain_mode_after_offload_mode_on_the_same_device() {
     env.in_ns(|| echo_roundtrip(to, 300_000, 11));
     assert!(env.stop().success());
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &env.ns, env!("CARGO_BIN_EXE_ustack"), "serve", "--tun", &env.tun])
-        .args(["--addr", &env.addr.to_string(), "--no-offload", "--http-port", "0"])
+        .args([
+            "netns",
+            "exec",
+            &env.ns,
+            env!("CARGO_BIN_EXE_ustack"),
+            "serve",
+            "--tun",
+            &env.tun,
+        ])
+        .args([
+            "--addr",
+            &env.addr.to_string(),
+            "--no-offload",
+            "--http-port",
+            "0",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -368,5 +382,8 @@ fn plain_mode_after_offload_mode_on_the_same_device() {
     });
     let _ = child.kill();
     let _ = child.wait();
-    assert!(ok, "the --no-offload run on a device last used with offloads accepted no connection");
+    assert!(
+        ok,
+        "the --no-offload run on a device last used with offloads accepted no connection"
+    );
 }

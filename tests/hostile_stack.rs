@@ -131,7 +131,10 @@ fn full_half_open_queue_answers_with_cookies_that_complete_the_handshake() {
     assert_eq!(synack.flags, SYN | ACK);
     assert_eq!(synack.ack, 5000 + 9 * 1000 + 1);
     assert_eq!(synack.mss, Some(1460));
-    assert!(synack.wscale.is_some(), "window scaling kept via the timestamp");
+    assert!(
+        synack.wscale.is_some(),
+        "window scaling kept via the timestamp"
+    );
     assert!(synack.sack);
     let (tsval, tsecr) = synack.ts.expect("timestamp");
     assert_eq!(tsecr, 777);

@@ -16,7 +16,12 @@ impl Pair {
     fn new() -> Pair {
         let a = Stack::new(Config::new(Ipv4Addr::new(10, 0, 0, 1)), 1);
         let b = Stack::new(Config::new(Ipv4Addr::new(10, 0, 0, 2)), 2);
-        Pair { a, b, now: Instant::ZERO, buf: vec![0; 65536] }
+        Pair {
+            a,
+            b,
+            now: Instant::ZERO,
+            buf: vec![0; 65536],
+        }
     }
     /// Move packets until both sides are quiet; then advance to the next timer.
     fn step(&mut self) -> usize {
@@ -52,7 +57,9 @@ impl Pair {
 fn handshake_transfer_close() {
     let mut p = Pair::new();
     let l = p.b.listen(80, 16).unwrap();
-    let c = p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80)).unwrap();
+    let c =
+        p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
+            .unwrap();
     p.step();
     assert_eq!(p.a.state(c), Some(State::Established));
     let s = p.b.accept(l).expect("accepted");
@@ -102,7 +109,9 @@ fn handshake_transfer_close() {
 #[test]
 fn refused_on_closed_port() {
     let mut p = Pair::new();
-    let c = p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9)).unwrap();
+    let c =
+        p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9))
+            .unwrap();
     p.step();
     let r = p.a.readiness(c);
     assert!(r.closed);
@@ -122,19 +131,31 @@ fn time_wait_is_bounded_and_does_not_block_new_connections() {
     let l = p.b.listen(80, 16).unwrap();
     let mut rbuf = [0u8; 64];
     for i in 0..10 {
-        let c = p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80)).unwrap();
+        let c =
+            p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
+                .unwrap();
         p.step();
-        let s = p.b.accept(l).unwrap_or_else(|| panic!("connection {i} accepted"));
+        let s =
+            p.b.accept(l)
+                .unwrap_or_else(|| panic!("connection {i} accepted"));
         // The server closes first, so the server side goes to TIME-WAIT.
         p.b.close(s);
         p.step();
         assert_eq!(p.a.recv(c, &mut rbuf), Ok(0));
         p.a.close(c);
         p.step();
-        assert!(p.b.time_wait_count() <= 3, "time-wait {}", p.b.time_wait_count());
+        assert!(
+            p.b.time_wait_count() <= 3,
+            "time-wait {}",
+            p.b.time_wait_count()
+        );
         p.advance(Duration::from_millis(10));
     }
     assert_eq!(p.b.time_wait_count(), 3);
     assert_eq!(p.b.stats().tcp_time_wait_recycled, 7);
-    assert_eq!(p.b.stats().drops(ustack::iface::DropReason::TcpTooManyConnections), 0);
+    assert_eq!(
+        p.b.stats()
+            .drops(ustack::iface::DropReason::TcpTooManyConnections),
+        0
+    );
 }

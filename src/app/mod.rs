@@ -26,8 +26,8 @@ pub mod web;
 use crate::iface::Stack;
 use crate::tcp::{Event, ListenerHandle, SocketHandle, TcpError};
 use crate::time::{min_deadline, Instant};
-use std::collections::HashMap;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -137,8 +137,15 @@ impl App {
             app.add(stack, Box::new(echo::Echo::new(config.echo_port)))?;
         }
         if config.http_port != 0 {
-            let web = web::WebConfig { port: config.http_port, www: config.www.clone(), ..Default::default() };
-            app.add(stack, Box::new(web::Web::new(web, config.device_stats.clone())))?;
+            let web = web::WebConfig {
+                port: config.http_port,
+                www: config.www.clone(),
+                ..Default::default()
+            };
+            app.add(
+                stack,
+                Box::new(web::Web::new(web, config.device_stats.clone())),
+            )?;
         }
         Ok(app)
     }

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(s, "a\\\"b\\\\c\\nd\\u0001");
         let mut stack = Stack::new(Config::new(Ipv4Addr::new(10, 0, 0, 2)), 5);
         stack.handle_packet(crate::time::Instant::ZERO, &[0x45, 0, 0]);
-        let dev = DeviceStats { impairment: Some("loss=1%".into()), counters: vec![("dropped_in".into(), 3)] };
+        let dev = DeviceStats {
+            impairment: Some("loss=1%".into()),
+            counters: vec![("dropped_in".into(), 3)],
+        };
         let j = stats_json(&stack, &dev, 1234);
         assert!(j.starts_with('{') && j.ends_with('}'));
         assert!(j.contains("\"uptime_ms\":1234"));

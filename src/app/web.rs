@@ -107,7 +107,9 @@ enum Proto {
     Http(Box<HttpConnection>),
     Ws(Box<WsConn>),
     /// Our side is done (FIN sent): drain input until EOF or the deadline.
-    Lingering { until: Instant },
+    Lingering {
+        until: Instant,
+    },
 }
 
 struct Conn {
@@ -163,7 +165,10 @@ impl Web {
             Some(dir) => Site::Dir(dir.clone()),
             None => Site::Embedded,
         };
-        let http = Arc::new(ServerConfig { limits: cfg.http.clone(), site });
+        let http = Arc::new(ServerConfig {
+            limits: cfg.http.clone(),
+            site,
+        });
         Web {
             cfg,
             http,
@@ -206,7 +211,9 @@ impl Web {
         let mut moved = false;
         loop {
             let device = self.device.borrow();
-            let Some(conn) = self.conns.get_mut(&h) else { return moved };
+            let Some(conn) = self.conns.get_mut(&h) else {
+                return moved;
+            };
             // Feed what is waiting first.
             if !conn.pending.is_empty() {
                 let pending = std::mem::take(&mut conn.pending);
@@ -256,13 +263,23 @@ impl Web {
     }
 
     fn handle_upgrade(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) -> bool {
-        let Some(conn) = self.conns.get_mut(&h) else { return false };
-        let Proto::Http(hc) = &mut conn.proto else { return false };
-        let Some(up) = hc.take_upgrade() else { return false };
+        let Some(conn) = self.conns.get_mut(&h) else {
+            return false;
+        };
+        let Proto::Http(hc) = &mut conn.proto else {
+            return false;
+        };
+        let Some(up) = hc.take_upgrade() else {
+            return false;
+        };
         // Anything the HTTP side still has to say goes out first.
         {
             let device = self.device.borrow();
-            let mut ctx = Ctx { stack, device: &device, now };
+            let mut ctx = Ctx {
+                stack,
+                device: &device,
+                now,
+            };
             loop {
                 let n = hc.poll_output(now, &mut self.wbuf, &mut ctx);
                 if n == 0 {
@@ -272,7 +289,11 @@ impl Web {
             }
         }
         let req = &up.request;
-        let headers: Vec<(&str, &[u8])> = req.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+        let headers: Vec<(&str, &[u8])> = req
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
         let hreq = ws::HandshakeRequest {
             method: req.method.as_str(),
             path: &req.path,
@@ -286,16 +307,28 @@ impl Web {
         };
         let outcome = match &endpoint {
             None => ws::HandshakeOutcome::Reject {
-                response: ws::handshake::error_response(404, "no such WebSocket endpoint\n", true, &[]),
+                response: ws::handshake::error_response(
+                    404,
+                    "no such WebSocket endpoint\n",
+                    true,
+                    &[],
+                ),
                 close: true,
                 error: ws::HandshakeError::MethodNotGet,
             },
             Some(_) => ws::handshake(&hreq, protocols, &self.cfg.ws),
         };
         match outcome {
-            ws::HandshakeOutcome::Accept { response, protocol, deflate } => {
+            ws::HandshakeOutcome::Accept {
+                response,
+                protocol,
+                deflate,
+            } => {
                 let endpoint = endpoint.expect("accepted endpoint");
-                log::debug!("web {h:?}: WebSocket {:?} (protocol {protocol:?}, deflate {deflate:?})", endpoint);
+                log::debug!(
+                    "web {h:?}: WebSocket {:?} (protocol {protocol:?}, deflate {deflate:?})",
+                    endpoint
+                );
                 conn.prefix.extend_from_slice(&response);
                 let id = self.next_id;
                 self.next_id += 1;
@@ -303,7 +336,11 @@ impl Web {
                 if !up.leftover.is_empty() {
                     wsc.handle_input(now, &up.leftover);
                 }
-                conn.proto = Proto::Ws(Box::new(WsConn { ws: wsc, endpoint: endpoint.clone(), id }));
+                conn.proto = Proto::Ws(Box::new(WsConn {
+                    ws: wsc,
+                    endpoint: endpoint.clone(),
+                    id,
+                }));
                 self.ids.insert(id, h);
                 match endpoint {
                     Endpoint::Chat(room) => {
@@ -321,7 +358,11 @@ impl Web {
                     Endpoint::Echo => {}
                 }
             }
-            ws::HandshakeOutcome::Reject { response, close, error } => {
+            ws::HandshakeOutcome::Reject {
+                response,
+                close,
+                error,
+            } => {
                 log::debug!("web {h:?}: WebSocket handshake refused: {error}");
                 conn.prefix.extend_from_slice(&response);
                 if close {
@@ -332,7 +373,11 @@ impl Web {
                     let mut fresh = HttpConnection::new(now, self.http.clone());
                     if !up.leftover.is_empty() {
                         let device = self.device.borrow();
-                        let mut ctx = Ctx { stack, device: &device, now };
+                        let mut ctx = Ctx {
+                            stack,
+                            device: &device,
+                            now,
+                        };
                         let used = fresh.handle_input(now, &up.leftover, &mut ctx);
                         conn.pending.extend_from_slice(&up.leftover[used..]);
                     }
@@ -348,8 +393,12 @@ impl Web {
         let mut deliveries = Vec::new();
         let mut closed = false;
         {
-            let Some(conn) = self.conns.get_mut(&h) else { return false };
-            let Proto::Ws(w) = &mut conn.proto else { return false };
+            let Some(conn) = self.conns.get_mut(&h) else {
+                return false;
+            };
+            let Proto::Ws(w) = &mut conn.proto else {
+                return false;
+            };
             while let Some(ev) = w.ws.poll_event() {
                 moved = true;
                 match ev {
@@ -357,10 +406,16 @@ impl Web {
                         Endpoint::Echo => {
                             if let Err(e) = w.ws.send(msg) {
                                 log::debug!("web {h:?}: echo refused: {e}");
-                                w.ws.close(now, ws::close_code::POLICY_VIOLATION, "output buffer full");
+                                w.ws.close(
+                                    now,
+                                    ws::close_code::POLICY_VIOLATION,
+                                    "output buffer full",
+                                );
                             }
                         }
-                        Endpoint::Chat(room) => deliveries.extend(self.broker.publish(room, w.id, &msg)),
+                        Endpoint::Chat(room) => {
+                            deliveries.extend(self.broker.publish(room, w.id, &msg))
+                        }
                         Endpoint::Stats => {}
                     },
                     WsEvent::Pong(_) => {}
@@ -380,11 +435,20 @@ impl Web {
     }
 
     /// Send broker messages to their recipients and write them out.
-    fn deliver(&mut self, now: Instant, stack: &mut Stack, deliveries: Vec<(ws::broker::ConnId, Message)>) {
+    fn deliver(
+        &mut self,
+        now: Instant,
+        stack: &mut Stack,
+        deliveries: Vec<(ws::broker::ConnId, Message)>,
+    ) {
         let mut touched = Vec::new();
         for (to, msg) in deliveries {
-            let Some(&th) = self.ids.get(&to) else { continue };
-            let Some(conn) = self.conns.get_mut(&th) else { continue };
+            let Some(&th) = self.ids.get(&to) else {
+                continue;
+            };
+            let Some(conn) = self.conns.get_mut(&th) else {
+                continue;
+            };
             if let Proto::Ws(w) = &mut conn.proto {
                 if w.ws.send(msg).is_err() {
                     // A member that cannot keep up is cut off (RFC 6455 7.4.1: 1008).
@@ -403,7 +467,9 @@ impl Web {
     }
 
     fn leave_room(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) {
-        let Some(conn) = self.conns.get(&h) else { return };
+        let Some(conn) = self.conns.get(&h) else {
+            return;
+        };
         let Proto::Ws(w) = &conn.proto else { return };
         let id = w.id;
         if let Endpoint::Chat(room) = &w.endpoint {
@@ -417,7 +483,9 @@ impl Web {
     /// Write as much output as the socket takes. True if anything was written.
     fn flush(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) -> bool {
         let device = self.device.borrow();
-        let Some(conn) = self.conns.get_mut(&h) else { return false };
+        let Some(conn) = self.conns.get_mut(&h) else {
+            return false;
+        };
         let mut wrote = false;
         while !conn.prefix.is_empty() {
             match stack.send(h, &conn.prefix) {
@@ -435,7 +503,11 @@ impl Web {
                     break;
                 }
                 let n = {
-                    let mut ctx = Ctx { stack, device: &device, now };
+                    let mut ctx = Ctx {
+                        stack,
+                        device: &device,
+                        now,
+                    };
                     hc.poll_output(now, &mut self.wbuf[..cap], &mut ctx)
                 };
                 if n == 0 {
@@ -474,7 +546,9 @@ impl Web {
     /// Close what must close. True if the connection left the table or
     /// started lingering.
     fn check_close(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) -> bool {
-        let Some(conn) = self.conns.get_mut(&h) else { return true };
+        let Some(conn) = self.conns.get_mut(&h) else {
+            return true;
+        };
         let r = stack.readiness(h);
         if r.closed {
             self.remove(now, stack, h, false);
@@ -485,7 +559,13 @@ impl Web {
         }
         let done = conn.close_after_prefix
             || match &conn.proto {
-                Proto::Http(hc) => hc.wants_close() || (conn.eof && conn.pending.is_empty() && !hc.is_upgraded() && hc.wants_close()),
+                Proto::Http(hc) => {
+                    hc.wants_close()
+                        || (conn.eof
+                            && conn.pending.is_empty()
+                            && !hc.is_upgraded()
+                            && hc.wants_close())
+                }
                 Proto::Ws(w) => w.ws.wants_tcp_close() && w.ws.output_pending() == 0,
                 Proto::Lingering { until } => {
                     if conn.eof || now >= *until {
@@ -504,13 +584,17 @@ impl Web {
 
     fn start_linger(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) {
         self.leave_room(now, stack, h);
-        let Some(conn) = self.conns.get_mut(&h) else { return };
+        let Some(conn) = self.conns.get_mut(&h) else {
+            return;
+        };
         if let Proto::Ws(w) = &conn.proto {
             self.ids.remove(&w.id);
         }
         let _ = stack.shutdown(h);
         conn.pending.clear();
-        conn.proto = Proto::Lingering { until: now + self.cfg.linger };
+        conn.proto = Proto::Lingering {
+            until: now + self.cfg.linger,
+        };
         if conn.eof {
             self.remove(now, stack, h, false);
         }
@@ -532,12 +616,15 @@ impl Web {
     }
 
     fn schedule(&mut self, h: SocketHandle) {
-        let Some(conn) = self.conns.get_mut(&h) else { return };
+        let Some(conn) = self.conns.get_mut(&h) else {
+            return;
+        };
         let t = match &conn.proto {
             Proto::Http(hc) => hc.poll_at(),
-            Proto::Ws(w) if w.ws.output_pending() > 0 => {
-                min_deadline(w.ws.poll_at(), Some(conn.out_progress + self.cfg.ws_send_timeout))
-            }
+            Proto::Ws(w) if w.ws.output_pending() > 0 => min_deadline(
+                w.ws.poll_at(),
+                Some(conn.out_progress + self.cfg.ws_send_timeout),
+            ),
             Proto::Ws(w) => w.ws.poll_at(),
             Proto::Lingering { until } => Some(*until),
         };
@@ -551,7 +638,11 @@ impl Web {
 
     fn push_stats_to(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) {
         let json = stats_json(stack, &self.device.borrow(), now.total_millis());
-        if let Some(Conn { proto: Proto::Ws(w), .. }) = self.conns.get_mut(&h) {
+        if let Some(Conn {
+            proto: Proto::Ws(w),
+            ..
+        }) = self.conns.get_mut(&h)
+        {
             // A subscriber that does not read loses pushes rather than growing memory.
             if w.ws.output_pending() < 256 * 1024 {
                 let _ = w.ws.send(Message::Text(json));
@@ -630,7 +721,9 @@ impl Service for Web {
                 break;
             }
             self.timers.pop();
-            let Some(conn) = self.conns.get_mut(&h) else { continue };
+            let Some(conn) = self.conns.get_mut(&h) else {
+                continue;
+            };
             if conn.scheduled != Some(t) {
                 continue;
             }
@@ -638,11 +731,16 @@ impl Service for Web {
             match &mut conn.proto {
                 Proto::Http(hc) => hc.handle_timeout(now),
                 Proto::Ws(w) => {
-                    if w.ws.output_pending() > 0 && now >= conn.out_progress + self.cfg.ws_send_timeout {
+                    if w.ws.output_pending() > 0
+                        && now >= conn.out_progress + self.cfg.ws_send_timeout
+                    {
                         // The client stopped reading: our output cannot move and
                         // no close frame could get through either. Abort (RST)
                         // and give the memory back.
-                        log::debug!("web {h:?}: WebSocket output stalled for {:?}; aborting", self.cfg.ws_send_timeout);
+                        log::debug!(
+                            "web {h:?}: WebSocket output stalled for {:?}; aborting",
+                            self.cfg.ws_send_timeout
+                        );
                         self.remove(now, stack, h, true);
                         continue;
                     }
@@ -677,7 +775,11 @@ impl Service for Web {
         self.shutting_down = true;
         let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
         for h in handles {
-            if let Some(Conn { proto: Proto::Ws(w), .. }) = self.conns.get_mut(&h) {
+            if let Some(Conn {
+                proto: Proto::Ws(w),
+                ..
+            }) = self.conns.get_mut(&h)
+            {
                 w.ws.close(now, ws::close_code::GOING_AWAY, "server shutting down");
                 self.drive(now, stack, h);
             } else {
@@ -707,7 +809,10 @@ mod tests {
     fn endpoints() {
         assert_eq!(endpoint_of("/ws/echo"), Some(Endpoint::Echo));
         assert_eq!(endpoint_of("/ws/stats"), Some(Endpoint::Stats));
-        assert_eq!(endpoint_of("/ws/chat/lobby"), Some(Endpoint::Chat("lobby".into())));
+        assert_eq!(
+            endpoint_of("/ws/chat/lobby"),
+            Some(Endpoint::Chat("lobby".into()))
+        );
         assert_eq!(endpoint_of("/ws/chat/"), None);
         assert_eq!(endpoint_of("/ws/chat/a%2Fb"), None);
         assert_eq!(endpoint_of("/ws/chat/../x"), None);

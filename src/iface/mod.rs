@@ -25,14 +25,14 @@ use crate::tcp::socket::{SegmentIn, SegmentOut, Tcb, ACK, FIN, RST, SYN};
 use crate::tcp::{Event, ListenerHandle, Readiness, SocketHandle, State, TcpConfig, TcpError};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    self, DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags,
-    TcpPacket, TcpRepr, WireError,
+    self, DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber,
+    TcpFlags, TcpPacket, TcpRepr, WireError,
 };
 use fragment::{FragError, Reassembler};
+pub use stats::{DropReason, Stats};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
-pub use stats::{DropReason, Stats};
 
 /// Host-wide settings.
 #[derive(Clone, Debug)]
@@ -196,7 +196,13 @@ struct ChallengeLimiter {
 /// A control packet waiting for output (RST or ICMP), built on demand.
 #[derive(Clone, Debug)]
 enum Control {
-    Rst { remote: SocketAddrV4, local_port: u16, seq: u32, ack: u32, flags: u8 },
+    Rst {
+        remote: SocketAddrV4,
+        local_port: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+    },
     /// A stateless SYN-ACK carrying a SYN cookie (RFC 4987 3.6).
     CookieSynAck {
         remote: SocketAddrV4,
@@ -209,8 +215,17 @@ enum Control {
         sack: bool,
         timestamp: Option<(u32, u32)>,
     },
-    EchoReply { dst: Ipv4Addr, ident: u16, seq_no: u16, data: Vec<u8> },
-    Unreachable { dst: Ipv4Addr, code: DstUnreachable, quote: Vec<u8> },
+    EchoReply {
+        dst: Ipv4Addr,
+        ident: u16,
+        seq_no: u16,
+        data: Vec<u8>,
+    },
+    Unreachable {
+        dst: Ipv4Addr,
+        code: DstUnreachable,
+        quote: Vec<u8>,
+    },
 }
 
 /// The whole stack: interface plus TCP connections.
@@ -271,7 +286,10 @@ impl Stack {
             tx_queue: VecDeque::new(),
             timers: BinaryHeap::new(),
             control: VecDeque::new(),
-            challenge: ChallengeLimiter { window_start: Instant::ZERO, sent: 0 },
+            challenge: ChallengeLimiter {
+                window_start: Instant::ZERO,
+                sent: 0,
+            },
             ip_ident,
             next_port,
             scratch: Vec::new(),
@@ -300,7 +318,8 @@ impl Stack {
     }
 
     fn new_iss(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
-        self.isn_override.unwrap_or_else(|| self.isn.isn(now, local, remote))
+        self.isn_override
+            .unwrap_or_else(|| self.isn.isn(now, local, remote))
     }
 
     /// Live TCP connections (all states but LISTEN, including TIME-WAIT).
@@ -334,7 +353,11 @@ impl Stack {
         self.stats.packets_in += 1;
         self.stats.bytes_in += packet.len() as u64;
         self.trace.now = now;
-        let traced = if self.trace.full() { self.trace_in_pre(packet) } else { None };
+        let traced = if self.trace.full() {
+            self.trace_in_pre(packet)
+        } else {
+            None
+        };
         let result = self.ipv4_input(now, packet);
         if let Some(pre) = traced {
             self.trace_in_post(pre, &result);
@@ -356,13 +379,26 @@ impl Stack {
             return Err(DropReason::NotForUs);
         }
         // RFC 1122 3.2.1.3: never accept a source that is not a unicast host.
-        if src.is_unspecified() || src.is_broadcast() || src.is_multicast() || src == self.config.addr {
+        if src.is_unspecified()
+            || src.is_broadcast()
+            || src.is_multicast()
+            || src == self.config.addr
+        {
             return Err(DropReason::BadSourceAddr);
         }
         let protocol = u8::from(ip.protocol());
         if ip.more_frags() || ip.frag_offset() != 0 {
             let off = ip.frag_offset() as usize;
-            return match self.frags.push(now, src, dst, protocol, ip.ident(), off, ip.more_frags(), ip.payload()) {
+            return match self.frags.push(
+                now,
+                src,
+                dst,
+                protocol,
+                ip.ident(),
+                off,
+                ip.more_frags(),
+                ip.payload(),
+            ) {
                 Ok(Some(datagram)) => {
                     self.stats.fragments_reassembled += 1;
                     // The reassembled datagram's first 8 bytes quote the first fragment.
@@ -410,10 +446,18 @@ impl Stack {
     }
 
     fn queue_unreachable(&mut self, dst: Ipv4Addr, code: DstUnreachable, original: &[u8]) {
-        let Ok(ip) = Ipv4Packet::new_checked(original) else { return };
+        let Ok(ip) = Ipv4Packet::new_checked(original) else {
+            return;
+        };
         // The quote: the original header and the first 8 bytes of its payload (RFC 792).
-        let n = (ip.header_len() + 8).min(original.len()).min(ip.total_len() as usize);
-        self.push_control(Control::Unreachable { dst, code, quote: original[..n].to_vec() });
+        let n = (ip.header_len() + 8)
+            .min(original.len())
+            .min(ip.total_len() as usize);
+        self.push_control(Control::Unreachable {
+            dst,
+            code,
+            quote: original[..n].to_vec(),
+        });
         self.stats.icmp_unreachables_sent += 1;
     }
 
@@ -429,8 +473,17 @@ impl Stack {
         let pkt = Icmpv4Packet::new_checked(payload).map_err(|_| DropReason::BadIcmp)?;
         let repr = Icmpv4Repr::parse(&pkt).map_err(|_| DropReason::BadIcmp)?;
         match repr {
-            Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
-                self.push_control(Control::EchoReply { dst: src, ident, seq_no, data: data.to_vec() });
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                self.push_control(Control::EchoReply {
+                    dst: src,
+                    ident,
+                    seq_no,
+                    data: data.to_vec(),
+                });
                 self.stats.icmp_echo_replies += 1;
                 Ok(())
             }
@@ -440,7 +493,13 @@ impl Stack {
         }
     }
 
-    fn tcp_input(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Result<(), DropReason> {
+    fn tcp_input(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
         let pkt = TcpPacket::new_checked(payload).map_err(|e| match e {
             WireError::Truncated => DropReason::Truncated,
             _ => DropReason::BadTcpHeader,
@@ -472,13 +531,20 @@ impl Stack {
         if let Some(&idx) = self.conns.get(&key) {
             // RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT connection.
             let reopen = {
-                let tcb = self.slots[idx as usize].tcb.as_ref().expect("mapped slot has a TCB");
+                let tcb = self.slots[idx as usize]
+                    .tcb
+                    .as_ref()
+                    .expect("mapped slot has a TCB");
                 tcb.state == State::TimeWait
                     && seg.flags & (SYN | ACK | RST) == SYN
                     && crate::tcp::socket::seq_gt(seg.seq, tcb.rcv_nxt())
             };
             if reopen {
-                self.slots[idx as usize].tcb.as_mut().expect("tcb").abort_silently();
+                self.slots[idx as usize]
+                    .tcb
+                    .as_mut()
+                    .expect("tcb")
+                    .abort_silently();
                 self.after_op(idx);
             } else {
                 return self.socket_input(now, idx, &seg);
@@ -529,7 +595,15 @@ impl Stack {
         }
         let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
         let iss = self.new_iss(now, local, remote);
-        let mut tcb = Tcb::accept_syn(now, &self.config.tcp, local, remote, iss, self.link_mss(), &seg);
+        let mut tcb = Tcb::accept_syn(
+            now,
+            &self.config.tcp,
+            local,
+            remote,
+            iss,
+            self.link_mss(),
+            &seg,
+        );
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::Listener(repr.dst_port), true);
         if let Some(l) = self.listeners.get_mut(&repr.dst_port) {
@@ -548,7 +622,13 @@ impl Stack {
     }
 
     /// Answer a SYN statelessly with a SYN cookie (RFC 4987 3.6).
-    fn send_cookie(&mut self, now: Instant, remote: SocketAddrV4, local_port: u16, syn: &SegmentIn) {
+    fn send_cookie(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        local_port: u16,
+        syn: &SegmentIn,
+    ) {
         let local = SocketAddrV4::new(self.config.addr, local_port);
         let peer_mss = syn.mss.unwrap_or(536);
         let (cookie, _) = syncookie::make(&self.isn, now, local, remote, syn.seq, peer_mss);
@@ -559,7 +639,10 @@ impl Stack {
         let sack_on = ts_on && tcp.sack && syn.sack_permitted;
         let timestamp = syn.timestamp.filter(|_| ts_on).map(|(tsval, _)| {
             let ours = (now.total_millis() as u32).wrapping_add(Tcb::ts_offset_for_iss(cookie));
-            let opts = syncookie::TsOptions { wscale: syn.window_scale.filter(|_| wscale_on), sack: sack_on };
+            let opts = syncookie::TsOptions {
+                wscale: syn.window_scale.filter(|_| wscale_on),
+                sack: sack_on,
+            };
             (syncookie::encode_ts(ours, opts), tsval)
         });
         let mut our_wscale = 0u8;
@@ -599,7 +682,9 @@ impl Stack {
         let listener = self.listeners.get(&port)?;
         let recent = listener.last_cookie.is_some_and(|t| {
             now.saturating_duration_since(t)
-                < Duration::from_secs(syncookie::COUNTER_PERIOD_SECS * syncookie::MAX_AGE_PERIODS as u64)
+                < Duration::from_secs(
+                    syncookie::COUNTER_PERIOD_SECS * syncookie::MAX_AGE_PERIODS as u64,
+                )
         });
         if !recent || !self.config.syn_cookies {
             return None;
@@ -633,7 +718,15 @@ impl Stack {
             timestamp: seg.timestamp.map(|(tsval, _)| (tsval, 0)),
             payload: &[],
         };
-        let mut tcb = Tcb::accept_syn(now, &self.config.tcp, local, remote, iss, self.link_mss(), &syn);
+        let mut tcb = Tcb::accept_syn(
+            now,
+            &self.config.tcp,
+            local,
+            remote,
+            iss,
+            self.link_mss(),
+            &syn,
+        );
         tcb.set_tso(self.tso_payload());
         tcb.syn_ack_sent_as_cookie();
         let idx = self.insert(tcb, Owner::Listener(port), true);
@@ -675,12 +768,21 @@ impl Stack {
         let owner = slot.owner;
         let generation = slot.generation;
         if let Some((seq, ack, flags)) = reaction.rst {
-            self.push_control(Control::Rst { remote, local_port, seq, ack, flags });
+            self.push_control(Control::Rst {
+                remote,
+                local_port,
+                seq,
+                ack,
+                flags,
+            });
             self.stats.tcp_rsts_sent += 1;
         }
         if reaction.established {
             if let Owner::Listener(port) = owner {
-                let handle = SocketHandle { index: idx, generation };
+                let handle = SocketHandle {
+                    index: idx,
+                    generation,
+                };
                 if let Some(l) = self.listeners.get_mut(&port) {
                     l.accept_queue.push_back(handle);
                     self.events.push_back(Event::Incoming(ListenerHandle(port)));
@@ -700,9 +802,21 @@ impl Stack {
             return;
         }
         let c = if seg.flags & ACK != 0 {
-            Control::Rst { remote, local_port, seq: seg.ack, ack: 0, flags: RST }
+            Control::Rst {
+                remote,
+                local_port,
+                seq: seg.ack,
+                ack: 0,
+                flags: RST,
+            }
         } else {
-            Control::Rst { remote, local_port, seq: 0, ack: seg.seq.wrapping_add(seg.seg_len()), flags: RST | ACK }
+            Control::Rst {
+                remote,
+                local_port,
+                seq: 0,
+                ack: seg.seq.wrapping_add(seg.seg_len()),
+                flags: RST | ACK,
+            }
         };
         self.push_control(c);
         self.stats.tcp_rsts_sent += 1;
@@ -718,7 +832,9 @@ impl Stack {
                 break;
             }
             self.timers.pop();
-            let Some(slot) = self.slots.get_mut(idx as usize) else { continue };
+            let Some(slot) = self.slots.get_mut(idx as usize) else {
+                continue;
+            };
             if slot.generation != gen || slot.scheduled != Some(at) {
                 continue; // stale entry
             }
@@ -811,16 +927,42 @@ impl Stack {
 
     fn emit_control(&mut self, c: &Control, buf: &mut [u8]) -> usize {
         match c {
-            Control::Rst { remote, local_port, seq, ack, flags } => {
+            Control::Rst {
+                remote,
+                local_port,
+                seq,
+                ack,
+                flags,
+            } => {
                 let ip = self.ip_repr(*remote.ip(), IpProtocol::Tcp);
-                let mut tcp = TcpRepr::new(*local_port, remote.port(), SeqNumber(*seq), TcpFlags(*flags));
+                let mut tcp = TcpRepr::new(
+                    *local_port,
+                    remote.port(),
+                    SeqNumber(*seq),
+                    TcpFlags(*flags),
+                );
                 tcp.ack_number = SeqNumber(*ack);
                 self.stats.tcp_segments_out += 1;
                 wire::emit_ipv4_tcp(buf, &ip, &tcp)
             }
-            Control::CookieSynAck { remote, local_port, seq, ack, window, mss, window_scale, sack, timestamp } => {
+            Control::CookieSynAck {
+                remote,
+                local_port,
+                seq,
+                ack,
+                window,
+                mss,
+                window_scale,
+                sack,
+                timestamp,
+            } => {
                 let ip = self.ip_repr(*remote.ip(), IpProtocol::Tcp);
-                let mut tcp = TcpRepr::new(*local_port, remote.port(), SeqNumber(*seq), TcpFlags(SYN | ACK));
+                let mut tcp = TcpRepr::new(
+                    *local_port,
+                    remote.port(),
+                    SeqNumber(*seq),
+                    TcpFlags(SYN | ACK),
+                );
                 tcp.ack_number = SeqNumber(*ack);
                 tcp.window_len = *window;
                 tcp.max_seg_size = Some(*mss);
@@ -830,22 +972,45 @@ impl Stack {
                 self.stats.tcp_segments_out += 1;
                 wire::emit_ipv4_tcp(buf, &ip, &tcp)
             }
-            Control::EchoReply { dst, ident, seq_no, data } => {
+            Control::EchoReply {
+                dst,
+                ident,
+                seq_no,
+                data,
+            } => {
                 let ip = self.ip_repr(*dst, IpProtocol::Icmp);
                 let room = buf.len().saturating_sub(28);
                 let data = &data[..data.len().min(room)];
-                wire::emit_ipv4_icmp(buf, &ip, &Icmpv4Repr::EchoReply { ident: *ident, seq_no: *seq_no, data })
+                wire::emit_ipv4_icmp(
+                    buf,
+                    &ip,
+                    &Icmpv4Repr::EchoReply {
+                        ident: *ident,
+                        seq_no: *seq_no,
+                        data,
+                    },
+                )
             }
             Control::Unreachable { dst, code, quote } => {
                 let ip = self.ip_repr(*dst, IpProtocol::Icmp);
-                wire::emit_ipv4_icmp(buf, &ip, &Icmpv4Repr::DstUnreachable { code: *code, header: quote })
+                wire::emit_ipv4_icmp(
+                    buf,
+                    &ip,
+                    &Icmpv4Repr::DstUnreachable {
+                        code: *code,
+                        header: quote,
+                    },
+                )
             }
         }
     }
 
     fn emit_segment(&mut self, i: usize, seg: &SegmentOut, buf: &mut [u8]) -> usize {
         let ident = self.next_ident();
-        let tcb = self.slots[i].tcb.as_ref().expect("dispatching slot has a TCB");
+        let tcb = self.slots[i]
+            .tcb
+            .as_ref()
+            .expect("dispatching slot has a TCB");
         let ip = Ipv4Repr {
             src_addr: self.config.addr,
             dst_addr: *tcb.remote.ip(),
@@ -931,14 +1096,25 @@ impl Stack {
         slot.mem = mem;
         tcb.mem_pressure = self.buffer_mem >= self.config.max_buffer_memory;
         if self.trace.active() {
-            self.trace.observe(idx, slot.generation, tcb.local, tcb.remote, state, tcb.cwnd(), tcb.ssthresh());
+            self.trace.observe(
+                idx,
+                slot.generation,
+                tcb.local,
+                tcb.remote,
+                state,
+                tcb.cwnd(),
+                tcb.ssthresh(),
+            );
         }
         // Application events.
         if tcb.notify {
             tcb.notify = false;
             if slot.owner == Owner::App && !slot.event_queued {
                 slot.event_queued = true;
-                self.events.push_back(Event::Socket(SocketHandle { index: idx, generation: slot.generation }));
+                self.events.push_back(Event::Socket(SocketHandle {
+                    index: idx,
+                    generation: slot.generation,
+                }));
             }
         }
         // Half-open accounting.
@@ -976,7 +1152,11 @@ impl Stack {
         // A closed connection leaves the demux table at once...
         if state == State::Closed && slot.in_map {
             slot.in_map = false;
-            let key: ConnKey = (u32::from(*tcb.remote.ip()), tcb.remote.port(), tcb.local.port());
+            let key: ConnKey = (
+                u32::from(*tcb.remote.ip()),
+                tcb.remote.port(),
+                tcb.local.port(),
+            );
             if self.conns.get(&key) == Some(&idx) {
                 self.conns.remove(&key);
             }
@@ -1023,10 +1203,11 @@ impl Stack {
     fn in_accept_queue(&self, idx: u32) -> bool {
         let slot = &self.slots[idx as usize];
         match slot.owner {
-            Owner::Listener(port) => self
-                .listeners
-                .get(&port)
-                .is_some_and(|l| l.accept_queue.iter().any(|h| h.index == idx && h.generation == slot.generation)),
+            Owner::Listener(port) => self.listeners.get(&port).is_some_and(|l| {
+                l.accept_queue
+                    .iter()
+                    .any(|h| h.index == idx && h.generation == slot.generation)
+            }),
             _ => false,
         }
     }
@@ -1074,7 +1255,10 @@ impl Stack {
             .filter_map(|(i, s)| {
                 let t = s.tcb.as_ref()?;
                 Some(ConnInfo {
-                    handle: SocketHandle { index: i as u32, generation: s.generation },
+                    handle: SocketHandle {
+                        index: i as u32,
+                        generation: s.generation,
+                    },
                     local: t.local,
                     remote: t.remote,
                     state: t.state(),
@@ -1114,7 +1298,12 @@ impl Stack {
         }
         self.listeners.insert(
             port,
-            Listener { backlog: backlog.max(1), accept_queue: VecDeque::new(), half_open: 0, last_cookie: None },
+            Listener {
+                backlog: backlog.max(1),
+                accept_queue: VecDeque::new(),
+                half_open: 0,
+                last_cookie: None,
+            },
         );
         Ok(ListenerHandle(port))
     }
@@ -1157,7 +1346,12 @@ impl Stack {
 
     /// Open a connection to `remote` from a chosen local port (for
     /// simultaneous open, RFC 9293 3.5 figure 8, and tests).
-    pub fn connect_from(&mut self, now: Instant, local_port: u16, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
+    pub fn connect_from(
+        &mut self,
+        now: Instant,
+        local_port: u16,
+        remote: SocketAddrV4,
+    ) -> Result<SocketHandle, TcpError> {
         if self.active_connections() >= self.config.max_connections {
             return Err(TcpError::TooManyConnections);
         }
@@ -1173,11 +1367,18 @@ impl Stack {
         self.conns.insert(key, idx);
         self.slots[idx as usize].in_map = true;
         self.after_op(idx);
-        Ok(SocketHandle { index: idx, generation: self.slots[idx as usize].generation })
+        Ok(SocketHandle {
+            index: idx,
+            generation: self.slots[idx as usize].generation,
+        })
     }
 
     /// Open a connection to `remote` (active open) from an ephemeral port.
-    pub fn connect(&mut self, now: Instant, remote: SocketAddrV4) -> Result<SocketHandle, TcpError> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+    ) -> Result<SocketHandle, TcpError> {
         if self.active_connections() >= self.config.max_connections {
             return Err(TcpError::TooManyConnections);
         }
@@ -1185,7 +1386,11 @@ impl Stack {
         let mut port = None;
         for _ in 0..range {
             let p = self.next_port;
-            self.next_port = if p == u16::MAX { EPHEMERAL_FIRST } else { p + 1 };
+            self.next_port = if p == u16::MAX {
+                EPHEMERAL_FIRST
+            } else {
+                p + 1
+            };
             let key: ConnKey = (u32::from(*remote.ip()), remote.port(), p);
             if !self.conns.contains_key(&key) && !self.listeners.contains_key(&p) {
                 port = Some(p);
@@ -1198,10 +1403,14 @@ impl Stack {
         let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);
-        self.conns.insert((u32::from(*remote.ip()), remote.port(), port), idx);
+        self.conns
+            .insert((u32::from(*remote.ip()), remote.port(), port), idx);
         self.slots[idx as usize].in_map = true;
         self.after_op(idx);
-        Ok(SocketHandle { index: idx, generation: self.slots[idx as usize].generation })
+        Ok(SocketHandle {
+            index: idx,
+            generation: self.slots[idx as usize].generation,
+        })
     }
 
     /// Queue bytes for sending; returns how many were taken (maybe fewer than given).
@@ -1266,7 +1475,11 @@ impl Stack {
     pub fn readiness(&self, h: SocketHandle) -> Readiness {
         match self.tcb(h) {
             Ok(t) => t.readiness(),
-            Err(e) => Readiness { closed: true, error: Some(e), ..Default::default() },
+            Err(e) => Readiness {
+                closed: true,
+                error: Some(e),
+                ..Default::default()
+            },
         }
     }
 

@@ -85,7 +85,12 @@ impl Impairment {
             let s = s.trim_end_matches('0').trim_end_matches('.');
             format!("{s}%")
         };
-        for (name, p) in [("loss", self.loss), ("dup", self.dup), ("reorder", self.reorder), ("corrupt", self.corrupt)] {
+        for (name, p) in [
+            ("loss", self.loss),
+            ("dup", self.dup),
+            ("reorder", self.reorder),
+            ("corrupt", self.corrupt),
+        ] {
             if p > 0.0 {
                 out.push(format!("{prefix}{name}={}", pct(p)));
             }
@@ -483,13 +488,20 @@ mod tests {
 
     #[test]
     fn display_round_trips_through_the_parser() {
-        for spec in ["loss=2%,delay=20ms", "in:loss=5%,out:dup=1%,out:rate=50000kbit", "corrupt=0.1%,jitter=5ms,delay=10ms"] {
+        for spec in [
+            "loss=2%,delay=20ms",
+            "in:loss=5%,out:dup=1%,out:rate=50000kbit",
+            "corrupt=0.1%,jitter=5ms,delay=10ms",
+        ] {
             let a: ImpairSpec = spec.parse().unwrap();
             let shown = a.to_string();
             let b: ImpairSpec = shown.parse().unwrap_or_else(|e| panic!("{shown}: {e}"));
             assert_eq!(a, b, "{spec} -> {shown}");
         }
-        assert_eq!("loss=2%".parse::<ImpairSpec>().unwrap().to_string(), "loss=2%");
+        assert_eq!(
+            "loss=2%".parse::<ImpairSpec>().unwrap().to_string(),
+            "loss=2%"
+        );
         assert_eq!(ImpairSpec::default().to_string(), "none");
     }
     use std::collections::VecDeque;

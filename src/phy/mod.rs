@@ -29,7 +29,10 @@ pub struct DeviceCaps {
 
 impl Default for DeviceCaps {
     fn default() -> Self {
-        DeviceCaps { mtu: 1500, max_tso_size: None }
+        DeviceCaps {
+            mtu: 1500,
+            max_tso_size: None,
+        }
     }
 }
 

@@ -226,12 +226,24 @@ impl TunDevice {
         if offload.tso {
             let hdr_len: libc::c_int = VNET_HDR_LEN as libc::c_int;
             // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer.
-            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr_len as *const libc::c_int) };
+            let rc = unsafe {
+                libc::ioctl(
+                    fd.as_raw_fd(),
+                    TUNSETVNETHDRSZ as _,
+                    &hdr_len as *const libc::c_int,
+                )
+            };
             if rc < 0 {
                 return Err(io_err("TUNSETVNETHDRSZ", io::Error::last_os_error()));
             }
             // SAFETY: TUNSETOFFLOAD takes the flags by value.
-            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, (TUN_F_CSUM | TUN_F_TSO4) as libc::c_ulong) };
+            let rc = unsafe {
+                libc::ioctl(
+                    fd.as_raw_fd(),
+                    TUNSETOFFLOAD as _,
+                    (TUN_F_CSUM | TUN_F_TSO4) as libc::c_ulong,
+                )
+            };
             if rc < 0 {
                 return Err(io_err("TUNSETOFFLOAD", io::Error::last_os_error()));
             }
@@ -332,8 +344,14 @@ impl TunDevice {
     fn recv_vnet(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let mut hdr = [0u8; VNET_HDR_LEN];
         let iov = [
-            libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hdr.len() },
-            libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() },
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
         ];
         let n = loop {
             // SAFETY: both iovecs point to live, writable buffers of the given lengths.
@@ -359,9 +377,18 @@ impl TunDevice {
         let (head_len, gso) = gso_header(packet, self.mtu, &mut hdr, &mut head);
         let rest = &packet[head_len..];
         let iov = [
-            libc::iovec { iov_base: hdr.as_ptr() as *mut _, iov_len: hdr.len() },
-            libc::iovec { iov_base: head.as_ptr() as *mut _, iov_len: head_len },
-            libc::iovec { iov_base: rest.as_ptr() as *mut _, iov_len: rest.len() },
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut _,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: head.as_ptr() as *mut _,
+                iov_len: head_len,
+            },
+            libc::iovec {
+                iov_base: rest.as_ptr() as *mut _,
+                iov_len: rest.len(),
+            },
         ];
         let _ = gso;
         loop {
@@ -402,7 +429,12 @@ pub fn complete_checksum(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8]) {
 /// Copies the IPv4+TCP headers into `head` (with the checksum field
 /// rewritten) and returns their length; other packets go out unchanged
 /// (`head` empty).
-pub fn gso_header(packet: &[u8], mtu: usize, hdr: &mut [u8; VNET_HDR_LEN], head: &mut [u8; 120]) -> (usize, bool) {
+pub fn gso_header(
+    packet: &[u8],
+    mtu: usize,
+    hdr: &mut [u8; VNET_HDR_LEN],
+    head: &mut [u8; 120],
+) -> (usize, bool) {
     *hdr = [0u8; VNET_HDR_LEN];
     if packet.len() <= mtu || packet.len() < 40 || packet[0] >> 4 != 4 || packet[9] != 6 {
         return (0, false);

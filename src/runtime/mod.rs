@@ -441,7 +441,11 @@ struct TraceWriter {
 }
 
 impl TraceWriter {
-    fn create(path: &std::path::Path, opts: &Options, wall_base: Duration) -> Result<TraceWriter, RuntimeError> {
+    fn create(
+        path: &std::path::Path,
+        opts: &Options,
+        wall_base: Duration,
+    ) -> Result<TraceWriter, RuntimeError> {
         use std::io::Write as _;
         let err = |source| RuntimeError::Trace {
             path: path.to_path_buf(),

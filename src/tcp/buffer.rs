@@ -29,7 +29,12 @@ const MIN_ALLOC: usize = 256;
 
 impl RingBuffer {
     pub fn new(capacity: usize) -> Self {
-        RingBuffer { storage: Vec::new(), head: 0, len: 0, capacity }
+        RingBuffer {
+            storage: Vec::new(),
+            head: 0,
+            len: 0,
+            capacity,
+        }
     }
 
     /// Bytes stored (readable / unacknowledged).
@@ -58,7 +63,10 @@ impl RingBuffer {
         if needed <= cur {
             return;
         }
-        let mut new_size = cur.max(needed.next_power_of_two()).max(MIN_ALLOC).min(self.capacity);
+        let mut new_size = cur
+            .max(needed.next_power_of_two())
+            .max(MIN_ALLOC)
+            .min(self.capacity);
         while new_size < needed {
             new_size = (new_size * 2).min(self.capacity);
         }
@@ -195,7 +203,11 @@ impl Assembler {
             return true;
         }
         // Find the ranges that overlap or touch [start, end).
-        let first = self.ranges.iter().position(|&(_, e)| e >= start).unwrap_or(self.ranges.len());
+        let first = self
+            .ranges
+            .iter()
+            .position(|&(_, e)| e >= start)
+            .unwrap_or(self.ranges.len());
         let mut last = first;
         while last < self.ranges.len() && self.ranges[last].0 <= end {
             last += 1;
@@ -249,7 +261,10 @@ impl Assembler {
 
     /// The range containing `offset`, if any.
     pub fn range_containing(&self, start: u32, end: u32) -> Option<(u32, u32)> {
-        self.ranges.iter().copied().find(|&(s, e)| s <= start && end <= e)
+        self.ranges
+            .iter()
+            .copied()
+            .find(|&(s, e)| s <= start && end <= e)
     }
 }
 
@@ -262,7 +277,11 @@ mod tests {
         let mut r = RingBuffer::new(10_000);
         assert_eq!(r.allocated(), 0);
         assert_eq!(r.enqueue(&[1u8; 3000]), 3000);
-        assert_eq!(r.allocated(), 4096, "the first allocation is the need rounded to a power of two");
+        assert_eq!(
+            r.allocated(),
+            4096,
+            "the first allocation is the need rounded to a power of two"
+        );
         let mut out = [0u8; 2500];
         assert_eq!(r.dequeue(&mut out), 2500);
         // Now wrap around the 4096-byte storage.
@@ -317,7 +336,11 @@ mod tests {
         assert_eq!(r.allocated(), 256, "a small need gets a small allocation");
         r.consume(5);
         r.release_if_empty(false);
-        assert_eq!(r.allocated(), 256, "a small allocation is kept for the next message");
+        assert_eq!(
+            r.allocated(),
+            256,
+            "a small allocation is kept for the next message"
+        );
     }
 
     #[test]

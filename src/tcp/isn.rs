@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(g.isn(t, a, b), g.isn(t, a, b));
         assert_ne!(g.isn(t, a, b), g.isn(t, a, c));
         // The clock component advances one per 4 microseconds.
-        assert_eq!(g.isn(t + core::time::Duration::from_micros(400), a, b), g.isn(t, a, b).wrapping_add(100));
+        assert_eq!(
+            g.isn(t + core::time::Duration::from_micros(400), a, b),
+            g.isn(t, a, b).wrapping_add(100)
+        );
         assert_ne!(IsnGenerator::new(3, 4).isn(t, a, b), g.isn(t, a, b));
     }
 }

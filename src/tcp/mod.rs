@@ -80,7 +80,10 @@ impl State {
     }
     /// RFC 9293: the synchronized states are ESTABLISHED and later.
     pub fn is_synchronized(&self) -> bool {
-        !matches!(self, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
     }
 }
 

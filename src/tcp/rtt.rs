@@ -52,13 +52,17 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt_us.unwrap_or(r);
-        self.rto_us = (srtt + GRANULARITY_US.max(4 * self.rttvar_us)).clamp(self.min_us, self.max_us);
+        self.rto_us =
+            (srtt + GRANULARITY_US.max(4 * self.rttvar_us)).clamp(self.min_us, self.max_us);
         self.backoff = 0;
     }
 
     /// The timeout to arm now (with backoff applied).
     pub fn rto(&self) -> Duration {
-        let us = self.rto_us.saturating_mul(1u64 << self.backoff.min(20)).min(self.max_us);
+        let us = self
+            .rto_us
+            .saturating_mul(1u64 << self.backoff.min(20))
+            .min(self.max_us);
         Duration::from_micros(us)
     }
 

@@ -349,7 +349,9 @@ impl Tcb {
             episode_rtx: 0,
             episode_dsacks: 0,
             ts_sample_seq: iss,
-            rcv_space: cfg.recv_buffer_initial.clamp(1, cfg.recv_buffer.clamp(1, MAX_WINDOW as usize)),
+            rcv_space: cfg
+                .recv_buffer_initial
+                .clamp(1, cfg.recv_buffer.clamp(1, MAX_WINDOW as usize)),
             rcv_space_mark: 0,
             rcv_space_time: now,
             retransmit_una: false,
@@ -634,7 +636,10 @@ impl Tcb {
         }
         let _ = self.shutdown();
         if self.state == State::FinWait2 {
-            self.set_timer(Timer::FinWait2, self.last_activity + self.cfg.fin_wait2_timeout);
+            self.set_timer(
+                Timer::FinWait2,
+                self.last_activity + self.cfg.fin_wait2_timeout,
+            );
         }
     }
 
@@ -684,7 +689,8 @@ impl Tcb {
     fn effective_mss(&self) -> usize {
         let mut opts = if self.ts_enabled { 12 } else { 0 };
         if self.sack_enabled && (!self.assembler.is_empty() || self.dsack_pending.is_some()) {
-            let blocks = (self.assembler.ranges().len() + self.dsack_pending.is_some() as usize).min(3);
+            let blocks =
+                (self.assembler.ranges().len() + self.dsack_pending.is_some() as usize).min(3);
             opts += 4 + 8 * blocks;
         }
         (self.mss as usize).saturating_sub(opts).max(1)
@@ -729,14 +735,18 @@ impl Tcb {
     /// Names of the timers due at `now`, in the order `handle_timeout` runs
     /// them (read-only; for the event trace, see [`crate::trace`]).
     pub fn due_timers(&self, now: Instant) -> impl Iterator<Item = &'static str> + '_ {
-        self.timers.iter().enumerate().filter(move |(_, t)| t.is_some_and(|at| at <= now)).map(|(i, _)| match i {
-            x if x == Timer::Retransmit as usize => "rto",
-            x if x == Timer::DelayedAck as usize => "delayed_ack",
-            x if x == Timer::Persist as usize => "persist",
-            x if x == Timer::Keepalive as usize => "keepalive",
-            x if x == Timer::TimeWait as usize => "time_wait",
-            _ => "fin_wait2",
-        })
+        self.timers
+            .iter()
+            .enumerate()
+            .filter(move |(_, t)| t.is_some_and(|at| at <= now))
+            .map(|(i, _)| match i {
+                x if x == Timer::Retransmit as usize => "rto",
+                x if x == Timer::DelayedAck as usize => "delayed_ack",
+                x if x == Timer::Persist as usize => "persist",
+                x if x == Timer::Keepalive as usize => "keepalive",
+                x if x == Timer::TimeWait as usize => "time_wait",
+                _ => "fin_wait2",
+            })
     }
 
     /// Does the socket have a segment to send right now? (cheap check used
@@ -752,7 +762,11 @@ impl Tcb {
             || self.retransmit_una
             || match self.state {
                 State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
-                State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck => {
+                State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck => {
                     self.has_sendable() || self.tlp_now.is_some() || self.sack_retransmit_due()
                 }
                 _ => false,
@@ -850,14 +864,18 @@ impl Tcb {
     }
 
     fn arm_persist(&mut self, now: Instant) {
-        let d = self.rtt.rto().saturating_mul(1 << self.persist_backoff.min(6));
+        let d = self
+            .rtt
+            .rto()
+            .saturating_mul(1 << self.persist_backoff.min(6));
         let d = d.clamp(Duration::from_millis(200), Duration::from_secs(60));
         self.set_timer(Timer::Persist, now + d);
     }
 
     /// Start or stop the persist timer after the send window changed.
     fn update_persist(&mut self, now: Instant) {
-        let waiting = self.snd_wnd == 0 && (self.send_buf.len() > self.unsent_offset() || self.probe_outstanding);
+        let waiting = self.snd_wnd == 0
+            && (self.send_buf.len() > self.unsent_offset() || self.probe_outstanding);
         if waiting {
             if self.timer(Timer::Persist).is_none() && self.timer(Timer::Retransmit).is_none() {
                 self.arm_persist(now);
@@ -886,10 +904,18 @@ impl Tcb {
             return;
         }
         self.retries += 1;
-        let limit = if self.state.is_synchronized() { self.cfg.max_retries } else { self.cfg.max_syn_retries };
+        let limit = if self.state.is_synchronized() {
+            self.cfg.max_retries
+        } else {
+            self.cfg.max_syn_retries
+        };
         if self.retries > limit {
             // RFC 9293 3.8.3 / RFC 1122 4.2.3.5: R2 reached, abort.
-            log::debug!("{} -> {}: retransmission limit reached, aborting", self.local, self.remote);
+            log::debug!(
+                "{} -> {}: retransmission limit reached, aborting",
+                self.local,
+                self.remote
+            );
             stats.tcp_connections_timed_out += 1;
             let send_rst = self.state.is_synchronized() || self.state == State::SynReceived;
             self.close_with(Some(TcpError::TimedOut));
@@ -917,7 +943,11 @@ impl Tcb {
             self.episode_rtx = 0;
             self.episode_dsacks = 0;
         }
-        let board_ok = self.sb.segments().next().is_some_and(|s| s.start == self.snd_una)
+        let board_ok = self
+            .sb
+            .segments()
+            .next()
+            .is_some_and(|s| s.start == self.snd_una)
             && self.sb.high() == Some(self.snd_max);
         if self.sack_enabled && self.state.is_synchronized() && board_ok {
             // RFC 6675 5.1 / RFC 8985 6.3: every un-SACKed segment is lost;
@@ -932,7 +962,9 @@ impl Tcb {
     }
 
     fn on_keepalive(&mut self, now: Instant, stats: &mut Stats) {
-        let Some(idle) = self.cfg.keepalive else { return };
+        let Some(idle) = self.cfg.keepalive else {
+            return;
+        };
         if !self.state.is_synchronized() || self.state == State::TimeWait {
             return;
         }
@@ -978,7 +1010,13 @@ impl Tcb {
     }
 
     /// RFC 9293 3.10.7.3: SYN-SENT.
-    fn process_syn_sent(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats, r: &mut Reaction) {
+    fn process_syn_sent(
+        &mut self,
+        now: Instant,
+        seg: &SegmentIn,
+        stats: &mut Stats,
+        r: &mut Reaction,
+    ) {
         // First: the ACK bit.
         let ack_ok = if seg.has(ACK) {
             if seq_le(seg.ack, self.iss) || seq_gt(seg.ack, self.snd_max) {
@@ -1048,9 +1086,16 @@ impl Tcb {
     }
 
     /// RFC 9293 3.10.7.4: SYN-RECEIVED and the synchronized states.
-    fn process_synchronized(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats, r: &mut Reaction) {
+    fn process_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &SegmentIn,
+        stats: &mut Stats,
+        r: &mut Reaction,
+    ) {
         // A retransmitted SYN in SYN-RECEIVED: answer with the SYN-ACK again.
-        if self.state == State::SynReceived && seg.has(SYN) && !seg.has(ACK) && seg.seq == self.irs {
+        if self.state == State::SynReceived && seg.has(SYN) && !seg.has(ACK) && seg.seq == self.irs
+        {
             self.snd_nxt = self.iss;
             return;
         }
@@ -1086,7 +1131,14 @@ impl Tcb {
             if self.sack_enabled && !seg.payload.is_empty() && seq_lt(seg.seq, self.rcv_nxt) {
                 // An old duplicate: tell the sender (RFC 2883 D-SACK).
                 let end = seg.seq.wrapping_add(seg.payload.len() as u32);
-                self.dsack_pending = Some((seg.seq, if seq_lt(end, self.rcv_nxt) { end } else { self.rcv_nxt }));
+                self.dsack_pending = Some((
+                    seg.seq,
+                    if seq_lt(end, self.rcv_nxt) {
+                        end
+                    } else {
+                        self.rcv_nxt
+                    },
+                ));
             }
             if !seg.has(RST) {
                 if self.state == State::TimeWait && seg.has(FIN) {
@@ -1207,7 +1259,13 @@ impl Tcb {
 
     /// The ACK processing of RFC 9293 3.10.7.4 "fifth". Returns false if
     /// the segment must be dropped.
-    fn process_ack(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats, r: &mut Reaction) -> bool {
+    fn process_ack(
+        &mut self,
+        now: Instant,
+        seg: &SegmentIn,
+        stats: &mut Stats,
+        r: &mut Reaction,
+    ) -> bool {
         let ack = seg.ack;
         // RFC 5961 5.2: acceptable ACKs are in [SND.UNA - MAX.SND.WND, SND.NXT].
         if seq_gt(ack, self.snd_max) {
@@ -1271,7 +1329,12 @@ impl Tcb {
                     // Partial ACK (RFC 6582 3.2 step 5): retransmit the next
                     // unacknowledged segment; deflate cwnd by the amount
                     // acked, add back one MSS.
-                    let c = self.cc.cwnd().saturating_sub(acked).saturating_add(self.mss).max(self.mss);
+                    let c = self
+                        .cc
+                        .cwnd()
+                        .saturating_sub(acked)
+                        .saturating_add(self.mss)
+                        .max(self.mss);
                     self.cc.set_cwnd(c);
                     self.retransmit_first(stats);
                     stats.tcp_fast_retransmissions += 1;
@@ -1294,7 +1357,8 @@ impl Tcb {
                 let flight = seq_dist(self.snd_una, self.snd_max);
                 self.cc.on_congestion_event(now, flight, self.mss);
                 // RFC 5681 3.2 step 3: cwnd = ssthresh + 3*SMSS.
-                self.cc.set_cwnd(self.cc.ssthresh().saturating_add(3 * self.mss));
+                self.cc
+                    .set_cwnd(self.cc.ssthresh().saturating_add(3 * self.mss));
                 self.recover = Some(self.snd_max);
                 self.retransmit_first(stats);
                 stats.tcp_fast_retransmissions += 1;
@@ -1415,7 +1479,11 @@ impl Tcb {
         if let Some(h) = self.tlp_high {
             if seq_ge(self.snd_una, h) {
                 self.tlp_high = None;
-                if self.tlp_rtx && !self.tlp_dsack && self.recover.is_none() && self.rto_recover.is_none() {
+                if self.tlp_rtx
+                    && !self.tlp_dsack
+                    && self.recover.is_none()
+                    && self.rto_recover.is_none()
+                {
                     // The probe repaired a real loss: that is a congestion
                     // event, answered once.
                     let flight = seq_dist(self.snd_una, self.snd_max);
@@ -1425,7 +1493,11 @@ impl Tcb {
             }
         }
         // Loss detection.
-        if self.dup_acks >= 3 && self.recover.is_none() && self.rto_recover.is_none() && !self.sb.reordering_seen() {
+        if self.dup_acks >= 3
+            && self.recover.is_none()
+            && self.rto_recover.is_none()
+            && !self.sb.reordering_seen()
+        {
             // RFC 5681 / RFC 6675 DupThresh: the first hole is lost.
             self.sb.mark_first_lost();
         }
@@ -1437,7 +1509,9 @@ impl Tcb {
     /// segments are SACKed (as fast as DupThresh), else min_RTT/4,
     /// bounded by SRTT.
     fn rack_reo_wnd(&self) -> Duration {
-        if !self.sb.reordering_seen() && (self.recover.is_some() || self.sb.sacked_bytes() >= 3 * self.mss) {
+        if !self.sb.reordering_seen()
+            && (self.recover.is_some() || self.sb.sacked_bytes() >= 3 * self.mss)
+        {
             return Duration::ZERO;
         }
         let q = self.sb.min_rtt().unwrap_or_default() / 4;
@@ -1513,11 +1587,14 @@ impl Tcb {
         }
         let mss = self.effective_mss() as u32;
         let unsent = self.send_buf.len().saturating_sub(self.unsent_offset());
-        let wnd_room = (self.snd_wnd as usize).saturating_sub(seq_dist(self.snd_una, self.snd_nxt) as usize);
+        let wnd_room =
+            (self.snd_wnd as usize).saturating_sub(seq_dist(self.snd_una, self.snd_nxt) as usize);
         let probe = if unsent > 0 && wnd_room > 0 {
             Some(TlpProbe::NewData)
         } else {
-            self.sb.last_segment(mss).map(|(s, e)| TlpProbe::Retransmit(s, e))
+            self.sb
+                .last_segment(mss)
+                .map(|(s, e)| TlpProbe::Retransmit(s, e))
         };
         let Some(p) = probe else { return };
         stats.tcp_tlp_probes += 1;
@@ -1530,18 +1607,34 @@ impl Tcb {
 
     /// Send `[s, e)` of the scoreboard again (a hole, a TLP), without
     /// moving SND.NXT.
-    fn send_scoreboard_segment(&mut self, now: Instant, s: u32, e: u32, stats: &mut Stats) -> Option<SegmentOut> {
+    fn send_scoreboard_segment(
+        &mut self,
+        now: Instant,
+        s: u32,
+        e: u32,
+        stats: &mut Stats,
+    ) -> Option<SegmentOut> {
         let data_end = self.fin_seq();
         if seq_lt(s, self.snd_una) || seq_gt(e, self.snd_max) {
             return None;
         }
-        let len = if seq_lt(s, data_end) { seq_dist(s, if seq_lt(e, data_end) { e } else { data_end }) } else { 0 };
+        let len = if seq_lt(s, data_end) {
+            seq_dist(s, if seq_lt(e, data_end) { e } else { data_end })
+        } else {
+            0
+        };
         let fin = self.fin_sent() && seq_gt(e, data_end);
         if len == 0 && !fin {
             return None;
         }
         let mut seg = SegmentOut {
-            flags: ACK | if fin { FIN } else { 0 } | if seq_ge(e, data_end) && len > 0 { PSH } else { 0 },
+            flags: ACK
+                | if fin { FIN } else { 0 }
+                | if seq_ge(e, data_end) && len > 0 {
+                    PSH
+                } else {
+                    0
+                },
             seq: s,
             ack: self.rcv_nxt,
             payload_offset: seq_dist(self.snd_una, s) as usize,
@@ -1565,7 +1658,11 @@ impl Tcb {
     fn sack_retransmit_due(&self) -> bool {
         self.sack_enabled
             && self.sb.lost_pending() > 0
-            && self.sb.pipe().saturating_add(self.mss.min(self.effective_mss() as u32)) <= self.cc.cwnd()
+            && self
+                .sb
+                .pipe()
+                .saturating_add(self.mss.min(self.effective_mss() as u32))
+                <= self.cc.cwnd()
     }
 
     fn enter_time_wait(&mut self, now: Instant) {
@@ -1604,7 +1701,8 @@ impl Tcb {
             let now_ts = (now.total_millis() as u32).wrapping_add(self.ts_offset);
             let d = now_ts.wrapping_sub(tsecr);
             if (d as i32) >= 0 && d < 60_000 {
-                self.rtt.sample(Duration::from_micros(d as u64 * 1000 + 500));
+                self.rtt
+                    .sample(Duration::from_micros(d as u64 * 1000 + 500));
                 self.ts_sample_seq = self.snd_max;
             }
         }
@@ -1625,7 +1723,10 @@ impl Tcb {
 
     /// Segment text and FIN (RFC 9293 3.10.7.4 seventh and eighth).
     fn process_text_and_fin(&mut self, now: Instant, seg: &SegmentIn, stats: &mut Stats) {
-        let accepts_text = matches!(self.state, State::Established | State::FinWait1 | State::FinWait2);
+        let accepts_text = matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        );
         let mut seq = seg.seq;
         let mut payload = seg.payload;
         let mut fin = seg.has(FIN);
@@ -1635,7 +1736,11 @@ impl Tcb {
             // reassembly queue holds) is reported back as a D-SACK.
             if self.sack_enabled && seq_lt(seq, self.rcv_nxt) {
                 let end = seq.wrapping_add(payload.len() as u32);
-                let dend = if seq_lt(end, self.rcv_nxt) { end } else { self.rcv_nxt };
+                let dend = if seq_lt(end, self.rcv_nxt) {
+                    end
+                } else {
+                    self.rcv_nxt
+                };
                 self.dsack_pending = Some((seq, dend));
             }
             // Trim what we already have.
@@ -1772,7 +1877,11 @@ impl Tcb {
             // Over the stack's memory budget: no growth beyond what is
             // allocated (but at least one page, so every connection can
             // still make progress and give memory back).
-            let allocated = self.recv_buf.allocated().max(4096).min(self.recv_buf.capacity());
+            let allocated = self
+                .recv_buf
+                .allocated()
+                .max(4096)
+                .min(self.recv_buf.capacity());
             free = free.min(allocated.saturating_sub(self.recv_buf.len()));
         }
         let target = self.rcv_space.saturating_sub(self.recv_buf.len());
@@ -1789,12 +1898,18 @@ impl Tcb {
         if self.rcv_space >= cap {
             return;
         }
-        let rtt = self.rtt.srtt().unwrap_or(Duration::from_millis(100)).max(Duration::from_micros(50));
+        let rtt = self
+            .rtt
+            .srtt()
+            .unwrap_or(Duration::from_millis(100))
+            .max(Duration::from_micros(50));
         if now - self.rcv_space_time < rtt {
             return;
         }
         let read = self.bytes_in.saturating_sub(self.recv_buf.len() as u64);
-        let copied = read.saturating_sub(self.rcv_space_mark).min(usize::MAX as u64 / 4) as usize;
+        let copied = read
+            .saturating_sub(self.rcv_space_mark)
+            .min(usize::MAX as u64 / 4) as usize;
         self.rcv_space_mark = read;
         self.rcv_space_time = now;
         if copied * 2 > self.rcv_space {
@@ -1808,7 +1923,11 @@ impl Tcb {
     /// The receive window in force for the acceptability test: up to the
     /// right edge we advertised.
     fn current_rcv_wnd(&self) -> u32 {
-        let adv = if seq_gt(self.rcv_adv, self.rcv_nxt) { seq_dist(self.rcv_nxt, self.rcv_adv) } else { 0 };
+        let adv = if seq_gt(self.rcv_adv, self.rcv_nxt) {
+            seq_dist(self.rcv_nxt, self.rcv_adv)
+        } else {
+            0
+        };
         adv.max(self.recv_window_raw())
     }
 
@@ -1819,14 +1938,20 @@ impl Tcb {
         // this cap a 256 kB buffer and no window scaling made every
         // dispatch "due" for an update that could never be advertised,
         // and a socket with held-back data sent pure ACKs without end.
-        let new_edge = self.rcv_nxt.wrapping_add(self.recv_window_raw().min(self.max_advertisable()));
+        let new_edge = self
+            .rcv_nxt
+            .wrapping_add(self.recv_window_raw().min(self.max_advertisable()));
         if !seq_gt(new_edge, self.rcv_adv) {
             return false;
         }
         let grow = seq_dist(self.rcv_adv, new_edge);
         let space = self.rcv_space.min(self.recv_buf.capacity());
         let threshold = ((space / 2) as u32).min(self.mss);
-        let cur = if seq_gt(self.rcv_adv, self.rcv_nxt) { seq_dist(self.rcv_nxt, self.rcv_adv) } else { 0 };
+        let cur = if seq_gt(self.rcv_adv, self.rcv_nxt) {
+            seq_dist(self.rcv_nxt, self.rcv_adv)
+        } else {
+            0
+        };
         grow >= threshold && (cur < threshold || grow >= (space as u32) / 4)
     }
 
@@ -1841,7 +1966,10 @@ impl Tcb {
         let free = self.recv_window_raw();
         let mut edge = self.rcv_nxt.wrapping_add(free);
         // SWS avoidance: keep the old edge unless the increase is worth it.
-        if seq_gt(edge, self.rcv_adv) && !self.window_update_due() && seq_gt(self.rcv_adv, self.rcv_nxt) {
+        if seq_gt(edge, self.rcv_adv)
+            && !self.window_update_due()
+            && seq_gt(self.rcv_adv, self.rcv_nxt)
+        {
             edge = self.rcv_adv;
         }
         if seq_lt(edge, self.rcv_adv) {
@@ -1899,7 +2027,10 @@ impl Tcb {
 
     fn timestamp_option(&self, now: Instant) -> Option<(u32, u32)> {
         if self.ts_enabled {
-            Some(((now.total_millis() as u32).wrapping_add(self.ts_offset), self.ts_recent))
+            Some((
+                (now.total_millis() as u32).wrapping_add(self.ts_offset),
+                self.ts_recent,
+            ))
         } else {
             None
         }
@@ -1914,7 +2045,12 @@ impl Tcb {
             self.rst_pending = false;
             stats.tcp_rsts_sent += 1;
             let seq = self.ack_seq();
-            return Some(SegmentOut { flags: RST | ACK, seq, ack: self.rcv_nxt, ..Default::default() });
+            return Some(SegmentOut {
+                flags: RST | ACK,
+                seq,
+                ack: self.rcv_nxt,
+                ..Default::default()
+            });
         }
         match self.state {
             State::Closed | State::Listen => None,
@@ -1923,7 +2059,11 @@ impl Tcb {
                     return None;
                 }
                 let retrans = seq_gt(self.snd_max, self.iss);
-                let mut seg = SegmentOut { flags: SYN, seq: self.iss, ..Default::default() };
+                let mut seg = SegmentOut {
+                    flags: SYN,
+                    seq: self.iss,
+                    ..Default::default()
+                };
                 seg.window = self.advertise_window(true);
                 self.add_syn_options(&mut seg, now, true);
                 self.after_send(now, &mut seg, 1, retrans, stats);
@@ -1931,14 +2071,25 @@ impl Tcb {
             }
             State::SynReceived if self.snd_nxt == self.iss => {
                 let retrans = seq_gt(self.snd_max, self.iss);
-                let mut seg = SegmentOut { flags: SYN | ACK, seq: self.iss, ack: self.rcv_nxt, ..Default::default() };
+                let mut seg = SegmentOut {
+                    flags: SYN | ACK,
+                    seq: self.iss,
+                    ack: self.rcv_nxt,
+                    ..Default::default()
+                };
                 seg.window = self.advertise_window(true);
                 self.add_syn_options(&mut seg, now, false);
                 self.after_send(now, &mut seg, 1, retrans, stats);
                 Some(seg)
             }
-            State::SynReceived | State::FinWait2 | State::TimeWait => self.dispatch_ack_only(now, stats),
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck => {
+            State::SynReceived | State::FinWait2 | State::TimeWait => {
+                self.dispatch_ack_only(now, stats)
+            }
+            State::Established
+            | State::CloseWait
+            | State::FinWait1
+            | State::Closing
+            | State::LastAck => {
                 if let Some(seg) = self.dispatch_data(now, stats) {
                     return Some(seg);
                 }
@@ -1962,7 +2113,10 @@ impl Tcb {
             seg.sack_permitted = self.sack_enabled;
         }
         if (active && self.cfg.timestamps) || self.ts_enabled {
-            seg.timestamp = Some(((now.total_millis() as u32).wrapping_add(self.ts_offset), self.ts_recent));
+            seg.timestamp = Some((
+                (now.total_millis() as u32).wrapping_add(self.ts_offset),
+                self.ts_recent,
+            ));
         }
     }
 
@@ -2008,7 +2162,12 @@ impl Tcb {
         }
         self.keepalive_now = false;
         self.zwp_now = false;
-        let mut seg = SegmentOut { flags: ACK, seq, ack: self.rcv_nxt, ..Default::default() };
+        let mut seg = SegmentOut {
+            flags: ACK,
+            seq,
+            ack: self.rcv_nxt,
+            ..Default::default()
+        };
         self.after_send(now, &mut seg, 0, false, stats);
         Some(seg)
     }
@@ -2019,7 +2178,9 @@ impl Tcb {
         if self.retransmit_una {
             self.retransmit_una = false;
             let len = self.send_buf.len().min(mss);
-            let fin = self.fin_queued && len == self.send_buf.len() && seq_gt(self.snd_max, self.fin_seq());
+            let fin = self.fin_queued
+                && len == self.send_buf.len()
+                && seq_gt(self.snd_max, self.fin_seq());
             if len > 0 || fin {
                 let mut seg = SegmentOut {
                     flags: ACK | if fin { FIN } else { 0 },
@@ -2082,7 +2243,11 @@ impl Tcb {
         };
         // With segmentation offload one "segment" may carry many MSS-sized
         // pieces; the device cuts them (TSO). Without it, at most one MSS.
-        let seg_max = if self.tso_max > mss { self.tso_max / mss * mss } else { mss };
+        let seg_max = if self.tso_max > mss {
+            self.tso_max / mss * mss
+        } else {
+            mss
+        };
         let mut len = avail.min(seg_max).min(usable);
         let fin_pending = self.fin_queued && !self.fin_sent();
         let mut probe = false;
@@ -2111,7 +2276,9 @@ impl Tcb {
         } else {
             // Sender SWS avoidance (RFC 1122 4.2.3.4): at least half the
             // largest window the peer ever offered.
-            self.max_snd_wnd > 0 && len >= (self.max_snd_wnd as usize) / 2 && (in_flight == 0 || !self.nagle)
+            self.max_snd_wnd > 0
+                && len >= (self.max_snd_wnd as usize) / 2
+                && (in_flight == 0 || !self.nagle)
         };
 
         let send = send || (self.sws_override && len > 0);
@@ -2124,7 +2291,10 @@ impl Tcb {
                 // no ACK will come to clock it out, so RFC 1122 4.2.3.4 (4)
                 // wants an override timeout (0.1 - 1 s) after which the
                 // short segment goes anyway. It shares the persist slot.
-                let d = self.rtt.rto().clamp(Duration::from_millis(200), Duration::from_secs(1));
+                let d = self
+                    .rtt
+                    .rto()
+                    .clamp(Duration::from_millis(200), Duration::from_secs(1));
                 self.set_timer(Timer::Persist, now + d);
             }
             return None;
@@ -2157,7 +2327,14 @@ impl Tcb {
     }
 
     /// Common bookkeeping for every segment sent.
-    fn after_send(&mut self, now: Instant, seg: &mut SegmentOut, seq_len: u32, retransmission: bool, stats: &mut Stats) {
+    fn after_send(
+        &mut self,
+        now: Instant,
+        seg: &mut SegmentOut,
+        seq_len: u32,
+        retransmission: bool,
+        stats: &mut Stats,
+    ) {
         if seg.flags & ACK != 0 {
             if seg.flags & SYN == 0 {
                 seg.window = self.advertise_window(false);

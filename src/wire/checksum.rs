@@ -36,8 +36,12 @@ pub fn sum(data: &[u8]) -> u64 {
     let rest = chunks.remainder();
     let mut tail = [0u8; 16];
     tail[..rest.len()].copy_from_slice(rest);
-    let w0 = u64::from_le_bytes([tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7]]);
-    let w1 = u64::from_le_bytes([tail[8], tail[9], tail[10], tail[11], tail[12], tail[13], tail[14], tail[15]]);
+    let w0 = u64::from_le_bytes([
+        tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7],
+    ]);
+    let w1 = u64::from_le_bytes([
+        tail[8], tail[9], tail[10], tail[11], tail[12], tail[13], tail[14], tail[15],
+    ]);
     a0 += (w0 & 0xffff_ffff) + (w0 >> 32);
     a1 += (w1 & 0xffff_ffff) + (w1 >> 32);
     let le = fold((a0 & 0xffff_ffff_ffff) + (a0 >> 48) + (a1 & 0xffff_ffff_ffff) + (a1 >> 48));
