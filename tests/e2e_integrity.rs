@@ -239,8 +239,11 @@ fn delay_and_jitter_transfer_is_correct() {
         return;
     };
     let to = env.sock(80);
-    // ustack sends at about 40 kB/s here today (docs/reliability.md).
-    let down = env.in_ns(|| download_and_check(to, 1 << 20, Duration::from_secs(90)));
+    // Correctness, not speed, is the point here (the issue: "slow, but
+    // complete and correct"). ustack sends at only ~10 kB/s under this much
+    // reordering since the SACK/RACK merge (spurious retransmissions keep
+    // cwnd small; docs/reliability.md): the bound is generous on purpose.
+    let down = env.in_ns(|| download_and_check(to, 1 << 20, Duration::from_secs(240)));
     report("delay=200ms,jitter=100ms: download 1 MB", down);
     let up = env.in_ns(|| upload_and_check(to, 4 << 20, 9, Duration::from_secs(90)));
     report("delay=200ms,jitter=100ms: upload 4 MB", up);
