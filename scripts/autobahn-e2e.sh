@@ -42,28 +42,8 @@ else
     outdir="${OUTDIR:-$root/target/autobahn-e2e}"
 fi
 
-# --- the suite (Python 2.7 only), installed like scripts/autobahn.sh does ---
-install_suite() {
-    local py2=""
-    if command -v pyenv >/dev/null 2>&1 && [ -x "$(pyenv root)/versions/2.7.18/bin/python2.7" ]; then
-        py2="$(pyenv root)/versions/2.7.18/bin/python2.7"
-    elif command -v python2.7 >/dev/null 2>&1; then
-        py2="$(command -v python2.7)"
-    else
-        echo "autobahn-e2e.sh: no Python 2.7 found (pyenv install 2.7.18)" >&2
-        exit 2
-    fi
-    mkdir -p "$cache"
-    echo "autobahn-e2e.sh: installing autobahntestsuite into $cache/AB" >&2
-    [ -x "$cache/T/bin/virtualenv" ] || {
-        python3 -m venv "$cache/T"
-        "$cache/T/bin/pip" install -q 'virtualenv<20.22'
-    }
-    rm -rf "$cache/AB"
-    "$cache/T/bin/virtualenv" -q -p "$py2" "$cache/AB"
-    "$cache/AB/bin/pip" install -q autobahntestsuite==25.10.1
-}
-[ -x "$cache/AB/bin/wstest" ] || install_suite
+# --- the suite (Python 2.7 only): one installer, in scripts/autobahn.sh ---
+[ -x "$cache/AB/bin/wstest" ] || USTACK_CACHE="$cache" "$root/scripts/autobahn.sh" --install-only >&2 || exit 2
 
 if [ ! -x "$bin" ]; then
     echo "autobahn-e2e.sh: building $bin" >&2
