@@ -1283,6 +1283,19 @@ impl Stack {
         self.buffer_mem
     }
 
+    /// Give memory that is only kept for reuse back to the allocator: the
+    /// pool of free ring-buffer storage ([`crate::tcp::buffer::pool`]).
+    /// Call it when the stack has been idle for a while; it changes nothing
+    /// the stack does. Returns the bytes released.
+    pub fn trim_memory(&mut self) -> usize {
+        crate::tcp::buffer::pool::trim()
+    }
+
+    /// Bytes of free buffer storage kept for reuse (see [`Self::trim_memory`]).
+    pub fn pooled_memory(&self) -> usize {
+        crate::tcp::buffer::pool::stats().0
+    }
+
     /// Half-open (SYN-RECEIVED) connections of all listeners.
     pub fn half_open_count(&self) -> usize {
         self.listeners.values().map(|l| l.half_open).sum()

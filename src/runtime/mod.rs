@@ -59,6 +59,10 @@ use sys::SignalFd;
 /// Packets read from the device per loop turn at most.
 pub const RX_BATCH: usize = 256;
 
+/// After this long without a packet, pooled buffer memory is released
+/// ([`Stack::trim_memory`]).
+pub const IDLE_TRIM: Duration = Duration::from_secs(2);
+
 /// Everything `ustack serve` needs to run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -302,6 +306,9 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         device_stats.borrow_mut().impairment = Some(impair_text.clone());
     }
     let mut next_device_stats = Instant::ZERO;
+    // When the stack last moved a packet; pooled buffer memory is given
+    // back after IDLE_TRIM without traffic.
+    let mut last_activity = Instant::ZERO;
 
     loop {
         let now = clock.now();
@@ -348,6 +355,9 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
                     });
                 }
             }
+        }
+        if received > 0 {
+            last_activity = now;
         }
         // 2. Timers.
         if stack.poll_at().is_some_and(|t| t <= now) {
@@ -415,10 +425,28 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
             }
         }
 
+        // Idle: give pooled memory back (once per quiet period).
+        let mut trim_at = if stack.pooled_memory() == 0 {
+            None
+        } else {
+            Some(last_activity + IDLE_TRIM)
+        };
+        if trim_at.is_some_and(|t| t <= now) {
+            let n = stack.trim_memory();
+            log::debug!("idle: released {n} bytes of pooled buffers");
+            trim_at = None;
+        }
+
         // 6. Sleep until input or the next deadline.
-        let deadline = [stack.poll_at(), app.poll_at(), dev.poll_at(), stop_deadline]
-            .into_iter()
-            .fold(None, min_deadline);
+        let deadline = [
+            stack.poll_at(),
+            app.poll_at(),
+            dev.poll_at(),
+            stop_deadline,
+            trim_at,
+        ]
+        .into_iter()
+        .fold(None, min_deadline);
         let timeout = if received == RX_BATCH {
             0
         } else {
