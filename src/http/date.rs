@@ -47,19 +47,71 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Format `secs` since the epoch as an IMF-fixdate.
 pub fn format_http_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    HttpDate::new(secs).as_str().to_string()
+}
+
+/// Append `secs` since the epoch as an IMF-fixdate.
+pub fn write_http_date(out: &mut Vec<u8>, secs: u64) {
+    out.extend_from_slice(HttpDate::new(secs).as_str().as_bytes());
+}
+
+/// An IMF-fixdate formatted on the stack (the response path writes one or
+/// two per response, so no allocation and no formatting machinery).
+#[derive(Clone, Copy)]
+pub struct HttpDate {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl HttpDate {
+    pub fn new(secs: u64) -> HttpDate {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        let mut h = HttpDate {
+            buf: [0; 40],
+            len: 0,
+        };
+        h.put(DAYS[(days % 7) as usize].as_bytes());
+        h.put(b", ");
+        h.two(d as u64);
+        h.put(b" ");
+        h.put(MONTHS[(m - 1) as usize].as_bytes());
+        h.put(b" ");
+        // At least four digits (u64 seconds reach only a 12-digit year).
+        let y = y.max(0) as u64;
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = y;
+        while v > 0 || digits.len() - i < 4 {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        h.put(&digits[i..]);
+        h.put(b" ");
+        h.two(rem / 3600);
+        h.put(b":");
+        h.two(rem / 60 % 60);
+        h.put(b":");
+        h.two(rem % 60);
+        h.put(b" GMT");
+        h
+    }
+
+    fn put(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn two(&mut self, v: u64) {
+        self.put(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
 }
 
 fn num(s: &str, digits: usize) -> Option<u32> {

@@ -84,7 +84,7 @@ pub use request::{Framing, HeadError, Method, Request, Version};
 pub use response::{write_simple_response, Body, Status};
 pub use site::{Lookup, PathError, Site};
 
-use request::{keep_alive, HeadParse};
+use request::{keep_alive, HeadInto};
 use site::{Selection, Source};
 
 /// Hard limits. Every buffer and every wait of a connection is bounded by
@@ -250,6 +250,9 @@ pub struct HttpConnection {
     /// The peer closed its sending side.
     eof: bool,
     upgrade: Option<UpgradeRequest>,
+    /// The last request's storage, reused by the next parse (no allocation
+    /// per keep-alive request).
+    spare: Option<Box<Request>>,
     /// Final responses queued so far.
     requests: u64,
     created: Instant,
@@ -283,6 +286,26 @@ fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The ETag of `/bytes/N`: `"bytes-N"`, formatted into `buf`.
+fn bytes_etag(n: u64, buf: &mut [u8; 32]) -> &str {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let d = &digits[i..];
+    buf[..7].copy_from_slice(b"\"bytes-");
+    buf[7..7 + d.len()].copy_from_slice(d);
+    buf[7 + d.len()] = b'"';
+    std::str::from_utf8(&buf[..8 + d.len()]).unwrap_or("")
+}
+
 /// `/bytes/N` with N a decimal u64.
 fn parse_bytes_route(path: &str) -> Option<u64> {
     let n = path.strip_prefix("/bytes/")?;
@@ -300,6 +323,7 @@ impl HttpConnection {
     pub fn new(now: Instant, config: Arc<ServerConfig>) -> Self {
         HttpConnection {
             config,
+            spare: None,
             inbuf: Vec::new(),
             scan_pos: 0,
             input: Input::Head,
@@ -527,9 +551,11 @@ impl HttpConnection {
         if self.inbuf.is_empty() {
             return skip > 0;
         }
-        let parsed = request::parse_head_from(&self.inbuf, self.scan_pos, self.limits());
+        let mut req = self.spare.take().unwrap_or_default();
+        let parsed = request::parse_head_into(&self.inbuf, self.scan_pos, self.limits(), &mut req);
         match parsed {
-            Ok(HeadParse::Partial) => {
+            Ok(HeadInto::Partial) => {
+                self.spare = Some(req);
                 self.scan_pos = self.inbuf.len();
                 skip > 0
             }
@@ -543,7 +569,7 @@ impl HttpConnection {
                 self.queue_error(now, e.status(), conn, &[], None);
                 true
             }
-            Ok(HeadParse::UnknownMethod {
+            Ok(HeadInto::UnknownMethod {
                 version,
                 framing,
                 len,
@@ -558,13 +584,9 @@ impl HttpConnection {
                 self.start_body(now, framing, None, false, after, ctx);
                 true
             }
-            Ok(HeadParse::Complete {
-                request,
-                framing,
-                len,
-            }) => {
+            Ok(HeadInto::Complete { framing, len }) => {
                 self.consume_head(len);
-                self.start_request(now, request, framing, ctx);
+                self.start_request(now, req, framing, ctx);
                 true
             }
         }
@@ -580,7 +602,7 @@ impl HttpConnection {
     fn start_request(
         &mut self,
         now: Instant,
-        req: Request,
+        req: Box<Request>,
         framing: Framing,
         ctx: &mut dyn Context,
     ) {
@@ -623,7 +645,7 @@ impl HttpConnection {
             }
             let leftover = std::mem::take(&mut self.inbuf);
             self.upgrade = Some(UpgradeRequest {
-                request: req,
+                request: *req,
                 leftover,
             });
             self.input = Input::Upgraded;
@@ -631,14 +653,7 @@ impl HttpConnection {
         }
         let takes_body = req.method == Method::Post && req.path == "/sha256";
         let sink = takes_body.then(|| Sink::Sha256(Box::default()));
-        self.start_body(
-            now,
-            framing,
-            sink,
-            wants_continue,
-            After::Respond(Box::new(req)),
-            ctx,
-        );
+        self.start_body(now, framing, sink, wants_continue, After::Respond(req), ctx);
     }
 
     /// Read the body (if any) into `sink` (None = discard), then answer.
@@ -790,7 +805,10 @@ impl HttpConnection {
                 };
                 self.queue_error(now, status, conn, &[], ctx.unix_time());
             }
-            After::Respond(req) => self.route(now, &req, digest, true, ctx),
+            After::Respond(req) => {
+                self.route(now, &req, digest, true, ctx);
+                self.spare = Some(req);
+            }
             After::Close(req) => self.route(now, &req, digest, false, ctx),
         }
     }
@@ -819,7 +837,7 @@ impl HttpConnection {
                     now,
                     Status::NO_CONTENT,
                     conn,
-                    vec![("Allow", ALLOW_SERVER.into())],
+                    &[("Allow", ALLOW_SERVER)],
                     Body::Empty,
                     date,
                 );
@@ -844,7 +862,7 @@ impl HttpConnection {
                 now,
                 Status::NO_CONTENT,
                 conn,
-                vec![("Allow", allow.into())],
+                &[("Allow", allow)],
                 Body::Empty,
                 date,
             );
@@ -866,11 +884,11 @@ impl HttpConnection {
                 data: format!("{hex}\n").into_bytes(),
                 pos: 0,
             };
-            let h = vec![
-                ("Content-Type", "text/plain; charset=utf-8".into()),
-                ("Cache-Control", "no-store".into()),
+            let h = [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Cache-Control", "no-store"),
             ];
-            self.queue(now, Status::OK, conn, h, body, date);
+            self.queue(now, Status::OK, conn, &h, body, date);
         } else if is_ws_path(path) {
             // RFC 9110 15.5.22: 426 must say which protocol to upgrade to.
             // (RFC 6455 4.2.1 would also allow a plain 400.)
@@ -881,19 +899,20 @@ impl HttpConnection {
                 data: ctx.stats_json().into_bytes(),
                 pos: 0,
             };
-            let h = vec![
-                ("Content-Type", "application/json".into()),
-                ("Cache-Control", "no-store".into()),
+            let h = [
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "no-store"),
             ];
-            self.queue(now, Status::OK, conn, h, body, date);
+            self.queue(now, Status::OK, conn, &h, body, date);
         } else if let Some(n) = parse_bytes_route(path) {
-            let etag = format!("\"bytes-{n}\"");
+            let mut etag_buf = [0u8; 32];
+            let etag = bytes_etag(n, &mut etag_buf);
             let lm = site::EMBEDDED_LAST_MODIFIED;
             self.serve(
                 now,
                 req,
                 conn,
-                &etag,
+                etag,
                 lm,
                 n,
                 "application/octet-stream",
@@ -956,22 +975,18 @@ impl HttpConnection {
         src: RangeSource,
         date: Option<u64>,
     ) {
-        let lm = date::format_http_date(last_modified);
-        let mut h: Vec<(&str, String)> = vec![
-            ("Content-Type", content_type.into()),
-            ("ETag", etag.into()),
-            ("Last-Modified", lm.clone()),
-            ("Accept-Ranges", "bytes".into()),
-        ];
+        let lm_date = date::HttpDate::new(last_modified);
+        let lm = lm_date.as_str();
+        let mut range = String::new();
         let (status, start, end) = match site::select(req, etag, last_modified, len) {
             Selection::Full => (Status::OK, 0, len),
             Selection::Partial { start, end } => {
-                h.push(("Content-Range", format!("bytes {start}-{end}/{len}")));
+                range = format!("bytes {start}-{end}/{len}");
                 (Status::PARTIAL_CONTENT, start, end + 1)
             }
             Selection::NotModified => {
-                let h = vec![("ETag", etag.into()), ("Last-Modified", lm)];
-                self.queue(now, Status::NOT_MODIFIED, conn, h, Body::Empty, date);
+                let h = [("ETag", etag), ("Last-Modified", lm)];
+                self.queue(now, Status::NOT_MODIFIED, conn, &h, Body::Empty, date);
                 return;
             }
             Selection::PreconditionFailed => {
@@ -1011,7 +1026,15 @@ impl HttpConnection {
                 }
             }
         };
-        self.queue(now, status, conn, h, body, date);
+        let all = [
+            ("Content-Type", content_type),
+            ("ETag", etag),
+            ("Last-Modified", lm),
+            ("Accept-Ranges", "bytes"),
+            ("Content-Range", range.as_str()),
+        ];
+        let n = if range.is_empty() { 4 } else { 5 };
+        self.queue(now, status, conn, &all[..n], body, date);
     }
 
     /// An error answer with a short text body.
@@ -1024,13 +1047,13 @@ impl HttpConnection {
         date: Option<u64>,
     ) {
         let text = format!("{} {}\n", status.code(), status.reason());
-        let mut h: Vec<(&str, String)> = vec![("Content-Type", "text/plain; charset=utf-8".into())];
-        h.extend(headers.iter().map(|(n, v)| (*n, v.to_string())));
+        let mut h: Vec<(&str, &str)> = vec![("Content-Type", "text/plain; charset=utf-8")];
+        h.extend_from_slice(headers);
         self.queue(
             now,
             status,
             conn,
-            h,
+            &h,
             Body::Owned {
                 data: text.into_bytes(),
                 pos: 0,
@@ -1045,7 +1068,7 @@ impl HttpConnection {
         now: Instant,
         status: Status,
         conn: Conn,
-        headers: Vec<(&str, String)>,
+        headers: &[(&str, &str)],
         body: Body,
         date: Option<u64>,
     ) {
@@ -1053,13 +1076,15 @@ impl HttpConnection {
         response::write_status_line(out, status);
         response::write_header(out, "Server", "ustack");
         if let Some(d) = date {
-            response::write_header(out, "Date", &date::format_http_date(d));
+            out.extend_from_slice(b"Date: ");
+            date::write_http_date(out, d);
+            out.extend_from_slice(b"\r\n");
         }
-        for (n, v) in &headers {
+        for (n, v) in headers {
             response::write_header(out, n, v);
         }
         if !status.has_no_content() {
-            response::write_header(out, "Content-Length", &body.remaining().to_string());
+            response::write_header_u64(out, "Content-Length", body.remaining());
         }
         if !conn.keep_alive {
             response::write_header(out, "Connection", "close");

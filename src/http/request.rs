@@ -6,8 +6,9 @@ use super::response::Status;
 use super::HttpLimits;
 
 /// The methods RFC 9110 section 9 defines. Anything else is answered 501.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Method {
+    #[default]
     Get,
     Head,
     Post,
@@ -48,15 +49,16 @@ impl Method {
 }
 
 /// The protocol versions this server speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Version {
     Http10,
+    #[default]
     Http11,
 }
 
 /// A parsed request head. Owned, so it can outlive the input buffer (it is
 /// what [`super::HttpConnection::take_upgrade`] hands to the WebSocket code).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Request {
     pub method: Method,
     /// The request-target exactly as sent (origin-form `/a/b?q`, or
@@ -258,6 +260,59 @@ pub fn parse_head_from(
     scan_from: usize,
     limits: &HttpLimits,
 ) -> Result<HeadParse, HeadError> {
+    let mut request = Request::default();
+    Ok(
+        match parse_head_into(buf, scan_from, limits, &mut request)? {
+            HeadInto::Partial => HeadParse::Partial,
+            HeadInto::Complete { framing, len } => HeadParse::Complete {
+                request,
+                framing,
+                len,
+            },
+            HeadInto::UnknownMethod {
+                version,
+                framing,
+                len,
+                keep_alive,
+            } => HeadParse::UnknownMethod {
+                version,
+                framing,
+                len,
+                keep_alive,
+            },
+        },
+    )
+}
+
+/// What [`parse_head_into`] found; `Complete` means the request was written
+/// into the caller's [`Request`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadInto {
+    Partial,
+    Complete {
+        framing: Framing,
+        len: usize,
+    },
+    UnknownMethod {
+        version: Version,
+        framing: Framing,
+        len: usize,
+        keep_alive: bool,
+    },
+}
+
+/// Header slots on the stack for httparse (more only if the limit is higher).
+const STACK_HEADERS: usize = 128;
+
+/// [`parse_head_from`] into a caller's `Request`, reusing its strings and
+/// header vector: a keep-alive connection parses request after request
+/// without allocating. On `Partial` or an error `req` is unspecified.
+pub fn parse_head_into(
+    buf: &[u8],
+    scan_from: usize,
+    limits: &HttpLimits,
+    req: &mut Request,
+) -> Result<HeadInto, HeadError> {
     let (skip, line_end) = first_line(buf);
     let max_line = limits.max_uri + 64; // method, spaces, version around the target
     match line_end {
@@ -276,12 +331,21 @@ pub fn parse_head_from(
         // Not complete yet. httparse is run only on complete heads, so a
         // head arriving byte by byte is not re-parsed for every byte; the
         // limits above bound how long we wait.
-        return Ok(HeadParse::Partial);
+        return Ok(HeadInto::Partial);
     }
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Partial) => return Ok(HeadParse::Partial),
+    let mut on_stack =
+        [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
+    let mut on_heap;
+    let slots: &mut [std::mem::MaybeUninit<httparse::Header>] =
+        if limits.max_headers <= STACK_HEADERS {
+            &mut on_stack[..limits.max_headers]
+        } else {
+            on_heap = vec![std::mem::MaybeUninit::uninit(); limits.max_headers];
+            &mut on_heap[..]
+        };
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, slots) {
+        Ok(httparse::Status::Partial) => return Ok(HeadInto::Partial),
         Ok(httparse::Status::Complete(len)) => len,
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
         Err(httparse::Error::Version) if looks_like_other_version(buf) => {
@@ -294,42 +358,43 @@ pub fn parse_head_from(
         Err(httparse::Error::NewLine) => return Err(HeadError::Malformed("line ending")),
         Err(_) => return Err(HeadError::Malformed("request line")),
     };
-    let version = if req.version == Some(0) {
+    let version = if parsed.version == Some(0) {
         Version::Http10
     } else {
         Version::Http11
     };
-    let target = req.path.unwrap_or("");
+    let target = parsed.path.unwrap_or("");
     if !target.is_ascii() {
         return Err(HeadError::NonAsciiTarget);
     }
     if target.len() > limits.max_uri {
         return Err(HeadError::UriTooLong);
     }
-    let headers: Vec<(String, Vec<u8>)> = req
-        .headers
-        .iter()
-        .map(|h| (h.name.to_string(), h.value.to_vec()))
-        .collect();
-    let method_token = req.method.unwrap_or("");
-    let framing = framing(version, &headers)?;
-    let tmp = Request {
-        method: Method::Get,
-        target: String::new(),
-        path: String::new(),
-        query: None,
-        version,
-        headers,
-    };
+    // Header fields into the reused vector (each entry keeps its capacity).
+    let n = parsed.headers.len();
+    req.headers.truncate(n);
+    for (i, h) in parsed.headers.iter().enumerate() {
+        if let Some((name, value)) = req.headers.get_mut(i) {
+            name.clear();
+            name.push_str(h.name);
+            value.clear();
+            value.extend_from_slice(h.value);
+        } else {
+            req.headers.push((h.name.to_string(), h.value.to_vec()));
+        }
+    }
+    req.version = version;
+    let method_token = parsed.method.unwrap_or("");
+    let framing = framing(version, &req.headers)?;
     // RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request that
     // lacks a Host field or has more than one.
-    let hosts = tmp.header_all("host").count();
+    let hosts = req.header_all("host").count();
     if hosts > 1 || (version == Version::Http11 && hosts == 0) {
         return Err(HeadError::BadHost);
     }
     let Some(method) = Method::from_token(method_token) else {
-        let keep_alive = keep_alive(&tmp);
-        return Ok(HeadParse::UnknownMethod {
+        let keep_alive = keep_alive(req);
+        return Ok(HeadInto::UnknownMethod {
             version,
             framing,
             len,
@@ -339,43 +404,47 @@ pub fn parse_head_from(
     // Split the target into path and query. Absolute-form (RFC 9112 3.2.2)
     // is accepted; the authority is ignored (we serve one site).
     let (path, query) = split_target(target).ok_or(HeadError::Malformed("request-target"))?;
-    let request = Request {
-        method,
-        target: target.to_string(),
-        path,
-        query,
-        ..tmp
-    };
-    Ok(HeadParse::Complete {
-        request,
-        framing,
-        len,
-    })
+    req.method = method;
+    req.target.clear();
+    req.target.push_str(target);
+    req.path.clear();
+    req.path.push_str(path);
+    match (query, &mut req.query) {
+        (None, q) => *q = None,
+        (Some(new), Some(q)) => {
+            q.clear();
+            q.push_str(new);
+        }
+        (Some(new), q) => *q = Some(new.to_string()),
+    }
+    Ok(HeadInto::Complete { framing, len })
 }
 
-fn split_target(target: &str) -> Option<(String, Option<String>)> {
+fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
     if target == "*" {
-        return Some(("*".into(), None));
+        return Some(("*", None));
     }
     let rest = if target.starts_with('/') {
         target
     } else {
-        let lower = target.get(..8).map(|s| s.to_ascii_lowercase());
-        let after = match lower.as_deref() {
-            Some(s) if s.starts_with("http://") => &target[7..],
-            Some("https://") => &target[8..],
-            _ => return None,
+        let scheme = target.get(..8)?;
+        let after = if scheme[..7].eq_ignore_ascii_case("http://") {
+            &target[7..]
+        } else if scheme.eq_ignore_ascii_case("https://") {
+            &target[8..]
+        } else {
+            return None;
         };
         match after.find(['/', '?']) {
             Some(i) if after.as_bytes()[i] == b'/' => &after[i..],
-            Some(i) => return Some(("/".into(), Some(after[i + 1..].to_string()))),
+            Some(i) => return Some(("/", Some(&after[i + 1..]))),
             None => "/",
         }
     };
     let rest = rest.split('#').next().unwrap_or("");
     Some(match rest.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (rest.to_string(), None),
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
     })
 }
 

@@ -74,7 +74,34 @@ impl Status {
 /// (RFC 9110 6.2); we only use features a 1.0 client understands
 /// (Content-Length framing, never chunked responses).
 pub fn write_status_line(out: &mut Vec<u8>, status: Status) {
-    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status.0, status.reason()).as_bytes());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_u64(out, status.0 as u64);
+    out.push(b' ');
+    out.extend_from_slice(status.reason().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append `n` in decimal (no allocation, no formatting machinery).
+pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Append a header field whose value is a decimal number.
+pub fn write_header_u64(out: &mut Vec<u8>, name: &str, value: u64) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    write_u64(out, value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Append one header field line. Names and values come from this module,
@@ -83,11 +110,15 @@ pub fn write_status_line(out: &mut Vec<u8>, status: Status) {
 pub fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend(
-        value
-            .bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
+    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        out.extend(
+            value
+                .bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -192,6 +223,23 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_numbers_and_status_lines() {
+        for n in [0u64, 7, 10, 99, 100, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+        let mut out = Vec::new();
+        write_status_line(&mut out, Status::NOT_FOUND);
+        write_header_u64(&mut out, "Content-Length", 1234);
+        write_header(&mut out, "X", "a\r\nb");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 1234\r\nX: a  b\r\n"
+        );
+    }
 
     #[test]
     fn simple_response_bytes() {

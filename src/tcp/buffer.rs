@@ -25,6 +25,10 @@ pub struct RingBuffer {
     head: usize,
     len: usize,
     capacity: usize,
+    /// Size of the storage last given back (when it was pooled): a stream
+    /// that empties its buffer and refills it at once gets the same size
+    /// back from the pool instead of growing again from 256 bytes.
+    last_size: usize,
 }
 
 /// An empty buffer keeps an allocation up to this size (so a keep-alive
@@ -42,6 +46,7 @@ impl RingBuffer {
             head: 0,
             len: 0,
             capacity,
+            last_size: 0,
         }
     }
 
@@ -74,6 +79,11 @@ impl RingBuffer {
         let mut new_size = cur
             .max(needed.next_power_of_two())
             .max(MIN_ALLOC)
+            .max(if cur == 0 && pool::has(self.last_size) {
+                self.last_size
+            } else {
+                0
+            })
             .min(self.capacity);
         while new_size < needed {
             new_size = (new_size * 2).min(self.capacity);
@@ -88,7 +98,7 @@ impl RingBuffer {
             new[..b.len()].copy_from_slice(b);
             new[b.len()..b.len() + a.len()].copy_from_slice(a);
         }
-        pool::give(std::mem::replace(&mut self.storage, new));
+        let _ = pool::give(std::mem::replace(&mut self.storage, new));
         self.head = 0;
     }
 
@@ -174,7 +184,12 @@ impl RingBuffer {
     pub fn release_if_empty(&mut self, reassembly_pending: bool) {
         if self.len == 0 && !reassembly_pending && self.storage.len() > KEEP_WHEN_EMPTY {
             // (head can stay where it is when the storage is kept)
-            pool::give(std::mem::take(&mut self.storage));
+            let size = self.storage.len();
+            self.last_size = if pool::give(std::mem::take(&mut self.storage)) {
+                size
+            } else {
+                0
+            };
             self.head = 0;
         }
     }
@@ -182,7 +197,7 @@ impl RingBuffer {
 
 impl Drop for RingBuffer {
     fn drop(&mut self) {
-        pool::give(std::mem::take(&mut self.storage));
+        let _ = pool::give(std::mem::take(&mut self.storage));
     }
 }
 
@@ -239,19 +254,32 @@ pub mod pool {
         vec![0u8; size]
     }
 
-    /// Give storage back (kept if there is room, else freed).
-    pub fn give(buf: Vec<u8>) {
+    /// Give storage back (kept if there is room, else freed). True if it
+    /// was kept.
+    pub fn give(buf: Vec<u8>) -> bool {
         if buf.len() < MIN_POOLED {
-            return;
+            return false;
         }
         // `try_with`: during thread teardown the pool may be gone already.
-        let _ = POOL.try_with(|p| {
+        POOL.try_with(|p| {
             let mut p = p.borrow_mut();
             if p.free.len() < MAX_BUFFERS && p.bytes + buf.len() <= MAX_BYTES {
                 p.bytes += buf.len();
                 p.free.push(buf);
+                true
+            } else {
+                false
             }
-        });
+        })
+        .unwrap_or(false)
+    }
+
+    /// Whether a free buffer of exactly `size` bytes is pooled.
+    pub fn has(size: usize) -> bool {
+        size >= MIN_POOLED
+            && POOL
+                .try_with(|p| p.borrow().free.iter().any(|b| b.len() == size))
+                .unwrap_or(false)
     }
 
     /// Free every pooled buffer (call when the stack is idle, so memory
@@ -441,6 +469,14 @@ mod tests {
         assert!(r.allocated() > 0);
         r.release_if_empty(false);
         assert_eq!(r.allocated(), 0);
+        // While the pool still holds the old storage, the ring takes it back
+        // whole (a stream that emptied its buffer is about to refill it).
+        assert_eq!(r.enqueue(b"again"), 5);
+        assert_eq!(r.allocated(), 131_072, "the pooled size comes back");
+        r.consume(5);
+        r.release_if_empty(false);
+        assert_eq!(r.allocated(), 0);
+        pool::trim();
         assert_eq!(r.enqueue(b"again"), 5);
         assert_eq!(r.allocated(), 256, "a small need gets a small allocation");
         r.consume(5);
@@ -482,12 +518,12 @@ mod tests {
     fn pool_is_bounded() {
         pool::trim();
         for _ in 0..(pool::MAX_BUFFERS + 10) {
-            pool::give(vec![0u8; 1 << 20]);
+            let _ = pool::give(vec![0u8; 1 << 20]);
         }
         let (held, _, _) = pool::stats();
         assert!(held <= pool::MAX_BYTES);
         assert!(held <= pool::MAX_BUFFERS << 20);
-        pool::give(vec![0u8; 100]); // too small to pool: freed
+        assert!(!pool::give(vec![0u8; 100]), "too small to pool: freed");
         assert_eq!(pool::stats().0, held);
         pool::trim();
     }

@@ -94,6 +94,9 @@ struct Assembly {
     utf8: Utf8Validator,
 }
 
+/// The largest message buffer kept for reuse per connection.
+const SPARE_MAX: usize = 4096;
+
 /// A server-side WebSocket connection. See the module documentation for
 /// the calling order.
 #[derive(Debug)]
@@ -110,6 +113,9 @@ pub struct WsConnection {
     message: Option<Assembly>,
     control: Vec<u8>,
     scratch: Vec<u8>,
+    /// A message buffer given back by `send` (or `recycle`), reused for the
+    /// next incoming message: an echo allocates nothing per message.
+    spare: Vec<u8>,
     codec: Option<DeflateCodec>,
 
     events: VecDeque<WsEvent>,
@@ -153,6 +159,7 @@ impl WsConnection {
             message: None,
             control: Vec::with_capacity(125),
             scratch: Vec::new(),
+            spare: Vec::new(),
             codec: deflate.map(DeflateCodec::new),
             events: VecDeque::new(),
             out: Vec::new(),
@@ -258,7 +265,7 @@ impl WsConnection {
                     self.message = Some(Assembly {
                         text: h.opcode == OpCode::Text,
                         compressed: h.rsv1,
-                        buf: Vec::new(),
+                        buf: std::mem::take(&mut self.spare),
                         utf8: Utf8Validator::new(),
                     });
                 }
@@ -559,7 +566,21 @@ impl WsConnection {
             }
             None => emit_frame(&mut self.out, opcode, false, data),
         }
+        self.recycle(msg);
         Ok(())
+    }
+
+    /// Give a received message's buffer back for reuse (kept only if small,
+    /// so an idle connection does not hold a big buffer).
+    pub fn recycle(&mut self, msg: Message) {
+        let mut buf = match msg {
+            Message::Text(s) => s.into_bytes(),
+            Message::Binary(b) => b,
+        };
+        if buf.capacity() <= SPARE_MAX && buf.capacity() > self.spare.capacity() {
+            buf.clear();
+            self.spare = buf;
+        }
     }
 
     /// Send a ping (e.g. to measure round-trip time); the answer arrives as
