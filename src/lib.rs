@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod hash;
 pub mod http;
 pub mod iface;
 pub mod ladder;

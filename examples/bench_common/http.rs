@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `GET /bytes/N` | N deterministic bytes (the ustack `/bytes/N` generator: SplitMix64 words seeded with N) |
 //! | `POST /sha256` | lowercase hex SHA-256 of the body + `\n` (Content-Length or chunked body) |
+//! | `POST /discard` | the body's length in decimal + `\n` (the body is dropped) |
 //! | anything else | `404` with an empty body |
 //!
 //! Keep-alive is the HTTP/1.1 default; HTTP/1.0 (ab) or `Connection: close`
@@ -34,13 +35,28 @@ enum Input {
     /// Reading a request head.
     Head,
     /// Hashing a Content-Length body.
-    Sized { left: u64, hash: Box<Sha256> },
+    Sized { left: u64, hash: Sink },
     /// Hashing a chunked body.
-    Chunked { dec: Chunked, hash: Box<Sha256> },
+    Chunked { dec: Chunked, hash: Sink },
     /// A response is being written; no more input until it is done.
     Busy,
     /// Fatal error or close: ignore everything.
     Done,
+}
+
+/// Where an upload goes: hashed (`/sha256`) or counted and dropped (`/discard`).
+enum Sink {
+    Sha256(Box<Sha256>),
+    Discard(u64),
+}
+
+impl Sink {
+    fn update(&mut self, d: &[u8]) {
+        match self {
+            Sink::Sha256(h) => h.update(d),
+            Sink::Discard(n) => *n += d.len() as u64,
+        }
+    }
 }
 
 /// A minimal RFC 9112 7.1 chunked decoder (no extensions kept, trailers skipped).
@@ -300,11 +316,15 @@ impl HttpConn {
             (h.keep_alive, h.content_length, h.chunked, h.expect_continue);
         let (method, path) = (h.method.as_str(), h.path.as_str());
         self.keep_alive_req = keep_alive;
-        if method == "POST" && path == "/sha256" {
+        if method == "POST" && (path == "/sha256" || path == "/discard") {
             if expect_continue {
                 self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
-            let hash = Box::new(Sha256::new());
+            let hash = if path == "/sha256" {
+                Sink::Sha256(Box::new(Sha256::new()))
+            } else {
+                Sink::Discard(0)
+            };
             if chunked {
                 self.input = Input::Chunked {
                     dec: Chunked::default(),
@@ -348,10 +368,14 @@ impl HttpConn {
             Input::Sized { hash, .. } | Input::Chunked { hash, .. } => hash,
             _ => return,
         };
-        let digest = hash.finalize();
         let mut body = Vec::with_capacity(65);
-        for b in digest.iter() {
-            body.extend_from_slice(format!("{b:02x}").as_bytes());
+        match hash {
+            Sink::Sha256(h) => {
+                for b in h.finalize().iter() {
+                    body.extend_from_slice(format!("{b:02x}").as_bytes());
+                }
+            }
+            Sink::Discard(n) => body.extend_from_slice(n.to_string().as_bytes()),
         }
         body.push(b'\n');
         self.respond(200, "text/plain", body.len() as u64, &body);
@@ -477,6 +501,22 @@ mod tests {
         let s = String::from_utf8_lossy(&out);
         assert_eq!(s.matches("HTTP/1.1 200 OK").count(), 2, "{s}");
         assert!(close);
+    }
+
+    #[test]
+    fn discard_counts_the_body() {
+        let (a, _) = run(b"POST /discard HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+        assert!(
+            a.ends_with(b"\r\n\r\n3\n"),
+            "{}",
+            String::from_utf8_lossy(&a)
+        );
+        let (b, _) = run(b"POST /discard HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n");
+        assert!(
+            b.ends_with(b"\r\n\r\n3\n"),
+            "{}",
+            String::from_utf8_lossy(&b)
+        );
     }
 
     #[test]

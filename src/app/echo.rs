@@ -16,7 +16,6 @@ use super::Service;
 use crate::iface::Stack;
 use crate::tcp::{ListenerHandle, SocketHandle, TcpError};
 use crate::time::Instant;
-use std::collections::HashMap;
 
 /// Per-connection echo buffer.
 pub const BUFFER: usize = 64 * 1024;
@@ -64,7 +63,7 @@ enum Next {
 #[derive(Debug)]
 pub struct Echo {
     port: u16,
-    conns: HashMap<SocketHandle, Conn>,
+    conns: crate::hash::FastMap<SocketHandle, Conn>,
     closing: bool,
 }
 
@@ -72,7 +71,7 @@ impl Echo {
     pub fn new(port: u16) -> Echo {
         Echo {
             port,
-            conns: HashMap::new(),
+            conns: Default::default(),
             closing: false,
         }
     }

@@ -27,7 +27,6 @@ use crate::iface::Stack;
 use crate::tcp::{Event, ListenerHandle, SocketHandle, TcpError};
 use crate::time::{min_deadline, Instant};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -110,7 +109,7 @@ pub enum AppError {
 /// All services, and the routing of stack events to them.
 pub struct App {
     services: Vec<Box<dyn Service>>,
-    listeners: HashMap<ListenerHandle, usize>,
+    listeners: crate::hash::FastMap<ListenerHandle, usize>,
     shutting_down: bool,
 }
 
@@ -125,7 +124,7 @@ impl App {
     pub fn new() -> App {
         App {
             services: Vec::new(),
-            listeners: HashMap::new(),
+            listeners: Default::default(),
             shutting_down: false,
         }
     }

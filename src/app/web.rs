@@ -27,6 +27,7 @@
 
 use super::stats::{stats_json, DeviceStats};
 use super::Service;
+use crate::hash::FastMap;
 use crate::http::{self, HttpConnection, ServerConfig, Site, Version};
 use crate::iface::Stack;
 use crate::tcp::{ListenerHandle, SocketHandle, TcpError};
@@ -34,7 +35,7 @@ use crate::time::{min_deadline, Duration, Instant};
 use crate::ws::{self, Broker, Message, WsConfig, WsConnection, WsEvent};
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -146,8 +147,8 @@ impl http::Context for Ctx<'_> {
 pub struct Web {
     cfg: WebConfig,
     http: Arc<ServerConfig>,
-    conns: HashMap<SocketHandle, Conn>,
-    ids: HashMap<ws::broker::ConnId, SocketHandle>,
+    conns: FastMap<SocketHandle, Conn>,
+    ids: FastMap<ws::broker::ConnId, SocketHandle>,
     next_id: ws::broker::ConnId,
     broker: Broker,
     stats_subscribers: Vec<SocketHandle>,
@@ -172,8 +173,8 @@ impl Web {
         Web {
             cfg,
             http,
-            conns: HashMap::new(),
-            ids: HashMap::new(),
+            conns: FastMap::default(),
+            ids: FastMap::default(),
             next_id: 1,
             broker: Broker::new(),
             stats_subscribers: Vec::new(),

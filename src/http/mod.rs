@@ -53,6 +53,7 @@
 //! |---|---|---|
 //! | `/`, any file | GET, HEAD | static file from [`Site`]: ETag, Last-Modified, 304, Range/206/416 |
 //! | `/bytes/N` | GET, HEAD | N pseudo-random bytes ([`bytes_body`]), Range supported |
+//! | `/discard` | POST | the body's length in decimal + LF; the body (any size) is dropped |
 //! | `/sha256` | POST | lowercase hex SHA-256 of the body + `\n` |
 //! | `/api/stats` | GET, HEAD | [`Context::stats_json`], `no-store` |
 //! | `/ws/...` | GET + `Upgrade: websocket` | [`HttpConnection::take_upgrade`]; without Upgrade: 426 |
@@ -186,7 +187,14 @@ enum BodyReader {
 #[derive(Debug)]
 enum Sink {
     Sha256(Box<Sha256>),
-    Discard { seen: u64 },
+    /// `POST /discard`: counted and dropped, any size (a sink for upload
+    /// benchmarks that measures TCP, not a hash function).
+    Count {
+        seen: u64,
+    },
+    Discard {
+        seen: u64,
+    },
 }
 
 /// What to answer once the request body is in.
@@ -651,8 +659,11 @@ impl HttpConnection {
             self.input = Input::Upgraded;
             return;
         }
-        let takes_body = req.method == Method::Post && req.path == "/sha256";
-        let sink = takes_body.then(|| Sink::Sha256(Box::default()));
+        let sink = match (req.method, req.path.as_str()) {
+            (Method::Post, "/sha256") => Some(Sink::Sha256(Box::default())),
+            (Method::Post, "/discard") => Some(Sink::Count { seen: 0 }),
+            _ => None,
+        };
         self.start_body(now, framing, sink, wants_continue, After::Respond(req), ctx);
     }
 
@@ -732,7 +743,7 @@ impl HttpConnection {
         };
         let mut put = |s: &[u8]| match sink {
             Sink::Sha256(h) => h.update(s),
-            Sink::Discard { seen } => *seen += s.len() as u64,
+            Sink::Discard { seen } | Sink::Count { seen } => *seen += s.len() as u64,
         };
         let (used, done, error) = match reader {
             BodyReader::Length(rem) => {
@@ -774,6 +785,7 @@ impl HttpConnection {
             };
             let digest = match sink {
                 Sink::Sha256(h) => Some(to_hex(&h.finalize())),
+                Sink::Count { seen } => Some(seen.to_string()),
                 Sink::Discard { .. } => None,
             };
             self.answer(now, after, digest, ctx);
@@ -846,7 +858,7 @@ impl HttpConnection {
             }
             return;
         }
-        let allow = if path == "/sha256" {
+        let allow = if path == "/sha256" || path == "/discard" {
             ALLOW_POST
         } else if is_ws_path(path) {
             if !ctx.websocket_route(path) {
@@ -878,7 +890,17 @@ impl HttpConnection {
             );
             return;
         }
-        if path == "/sha256" {
+        if path == "/discard" {
+            let body = Body::Owned {
+                data: format!("{}\n", digest.as_deref().unwrap_or("0")).into_bytes(),
+                pos: 0,
+            };
+            let h = [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Cache-Control", "no-store"),
+            ];
+            self.queue(now, Status::OK, conn, &h, body, date);
+        } else if path == "/sha256" {
             let hex = digest.unwrap_or_else(|| to_hex(&Sha256::digest(b"")));
             let body = Body::Owned {
                 data: format!("{hex}\n").into_bytes(),

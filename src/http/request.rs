@@ -232,17 +232,12 @@ fn looks_like_other_version(buf: &[u8]) -> bool {
 pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let (skip, _) = first_line(buf);
     let start = from.max(skip).saturating_sub(3).max(skip);
-    let mut i = start;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some(i + 2),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+            _ => {}
         }
-        i += 1;
     }
     None
 }

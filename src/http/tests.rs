@@ -909,3 +909,42 @@ proptest! {
         prop_assert_eq!(out, whole);
     }
 }
+
+#[test]
+fn discard_counts_a_body_of_any_size_and_keeps_the_connection() {
+    let (r, _) = one(b"POST /discard HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"0\n");
+    // Far beyond max_body (1 MiB), in pieces, none of it buffered; then a
+    // second request on the same connection.
+    let mut c = conn();
+    let n: u64 = 5 * 1024 * 1024 + 3;
+    let head = format!("POST /discard HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n");
+    c.handle_input(T0, head.as_bytes(), &mut Ctx { time: None });
+    let piece = vec![7u8; 4096];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(4096) as usize;
+        assert_eq!(c.handle_input(T0, &piece[..k], &mut Ctx { time: None }), k);
+        assert!(c.inbuf.is_empty(), "body bytes are not buffered");
+        left -= k as u64;
+    }
+    let out = drain(&mut c);
+    let (r, rest) = parse_resp(&out, false);
+    assert!(rest.is_empty());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, format!("{n}\n").as_bytes());
+    let (r, _) = {
+        c.handle_input(T0, &sha_request_chunked(b"abc", 1), &mut Ctx { time: None });
+        let out = drain(&mut c);
+        let (r, rest) = parse_resp(&out, false);
+        (r, rest.to_vec())
+    };
+    assert_eq!(
+        r.body,
+        b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
+    );
+    // GET is not allowed.
+    let (r, _) = one(b"GET /discard HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 405);
+}

@@ -19,6 +19,8 @@ pub mod stats;
 pub mod syncookie;
 mod tracing;
 
+use crate::hash::{FastHash, FastMap};
+use crate::phy::RxMeta;
 use crate::rand::Rng;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::socket::{SegmentIn, SegmentOut, Tcb, ACK, FIN, RST, SYN};
@@ -31,7 +33,7 @@ use crate::wire::{
 use fragment::{FragError, Reassembler};
 pub use stats::{DropReason, Stats};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Host-wide settings.
@@ -43,6 +45,9 @@ pub struct Config {
     pub mtu: usize,
     /// Largest packet handed to the device when it segments for us (TSO).
     pub max_tso_size: Option<usize>,
+    /// The device completes outgoing TCP checksums
+    /// ([`crate::phy::DeviceCaps::tx_checksum_offload`]): emit partial ones.
+    pub tx_checksum_offload: bool,
     /// Defaults for new TCP sockets.
     pub tcp: TcpConfig,
     /// Maximum simultaneous TCP connections (all states but LISTEN).
@@ -78,6 +83,7 @@ impl Config {
             addr,
             mtu: 1500,
             max_tso_size: None,
+            tx_checksum_offload: false,
             tcp: TcpConfig::default(),
             max_connections: 200_000,
             max_fragment_memory: 4 * 1024 * 1024,
@@ -241,8 +247,8 @@ pub struct Stack {
     /// Connections in TIME-WAIT, and their slots oldest first (entries may be stale).
     time_wait: usize,
     tw_queue: VecDeque<(u32, u32)>,
-    conns: HashMap<ConnKey, u32>,
-    listeners: HashMap<u16, Listener>,
+    conns: FastMap<ConnKey, u32>,
+    listeners: FastMap<u16, Listener>,
     events: VecDeque<Event>,
     tx_queue: VecDeque<u32>,
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -280,8 +286,10 @@ impl Stack {
             live: 0,
             time_wait: 0,
             tw_queue: VecDeque::new(),
-            conns: HashMap::new(),
-            listeners: HashMap::new(),
+            // Keyed from the seed (its own stream: the stack's other
+            // random choices stay as they were).
+            conns: FastHash::map(Rng::derive(seed, "demux").next_u64()),
+            listeners: FastHash::map(Rng::derive(seed, "listeners").next_u64()),
             events: VecDeque::new(),
             tx_queue: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -350,6 +358,14 @@ impl Stack {
 
     /// Input: one IPv4 packet from the device.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.handle_packet_with(now, packet, RxMeta::default())
+    }
+
+    /// Input with what the device knows about the packet: with
+    /// `meta.checksum_verified` the TCP checksum is not summed again (the
+    /// IPv4 header checksum always is: it is cheap and the device says
+    /// nothing about it).
+    pub fn handle_packet_with(&mut self, now: Instant, packet: &[u8], meta: RxMeta) {
         self.stats.packets_in += 1;
         self.stats.bytes_in += packet.len() as u64;
         self.trace.now = now;
@@ -358,7 +374,7 @@ impl Stack {
         } else {
             None
         };
-        let result = self.ipv4_input(now, packet);
+        let result = self.ipv4_input(now, packet, meta.checksum_verified);
         if let Some(pre) = traced {
             self.trace_in_post(pre, &result);
         }
@@ -368,7 +384,12 @@ impl Stack {
         }
     }
 
-    fn ipv4_input(&mut self, now: Instant, packet: &[u8]) -> Result<(), DropReason> {
+    fn ipv4_input(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        l4_verified: bool,
+    ) -> Result<(), DropReason> {
         let ip = Ipv4Packet::new_checked(packet).map_err(ip_drop_reason)?;
         if !ip.verify_checksum() {
             return Err(DropReason::BadIpChecksum);
@@ -402,7 +423,7 @@ impl Stack {
                 Ok(Some(datagram)) => {
                     self.stats.fragments_reassembled += 1;
                     // The reassembled datagram's first 8 bytes quote the first fragment.
-                    self.transport_input(now, src, dst, protocol, &datagram, packet, true)
+                    self.transport_input(now, src, dst, protocol, &datagram, packet, true, false)
                 }
                 Ok(None) => Ok(()),
                 Err(FragError::Overlap) => Err(DropReason::FragmentOverlap),
@@ -411,7 +432,7 @@ impl Stack {
             };
         }
         let payload = ip.payload();
-        self.transport_input(now, src, dst, protocol, payload, packet, false)
+        self.transport_input(now, src, dst, protocol, payload, packet, false, l4_verified)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -424,9 +445,10 @@ impl Stack {
         payload: &[u8],
         original: &[u8],
         reassembled: bool,
+        l4_verified: bool,
     ) -> Result<(), DropReason> {
         match IpProtocol::from(protocol) {
-            IpProtocol::Tcp => self.tcp_input(now, src, dst, payload),
+            IpProtocol::Tcp => self.tcp_input(now, src, dst, payload, l4_verified),
             IpProtocol::Icmp => self.icmp_input(src, payload),
             IpProtocol::Udp => {
                 // No UDP service: port unreachable (RFC 1122 3.2.2.1, 4.1.3.1).
@@ -499,12 +521,13 @@ impl Stack {
         src: Ipv4Addr,
         dst: Ipv4Addr,
         payload: &[u8],
+        verified: bool,
     ) -> Result<(), DropReason> {
         let pkt = TcpPacket::new_checked(payload).map_err(|e| match e {
             WireError::Truncated => DropReason::Truncated,
             _ => DropReason::BadTcpHeader,
         })?;
-        let repr = TcpRepr::parse(&pkt, src, dst, true).map_err(|e| match e {
+        let repr = TcpRepr::parse(&pkt, src, dst, !verified).map_err(|e| match e {
             WireError::BadChecksum => DropReason::BadTcpChecksum,
             WireError::Truncated => DropReason::Truncated,
             _ => DropReason::BadTcpHeader,
@@ -943,7 +966,7 @@ impl Stack {
                 );
                 tcp.ack_number = SeqNumber(*ack);
                 self.stats.tcp_segments_out += 1;
-                wire::emit_ipv4_tcp(buf, &ip, &tcp)
+                wire::emit_ipv4_tcp_with(buf, &ip, &tcp, self.config.tx_checksum_offload)
             }
             Control::CookieSynAck {
                 remote,
@@ -970,7 +993,7 @@ impl Stack {
                 tcp.sack_permitted = *sack;
                 tcp.timestamp = *timestamp;
                 self.stats.tcp_segments_out += 1;
-                wire::emit_ipv4_tcp(buf, &ip, &tcp)
+                wire::emit_ipv4_tcp_with(buf, &ip, &tcp, self.config.tx_checksum_offload)
             }
             Control::EchoReply {
                 dst,
@@ -1044,7 +1067,7 @@ impl Stack {
             timestamp: seg.timestamp,
             payload,
         };
-        wire::emit_ipv4_tcp(buf, &ip, &repr)
+        wire::emit_ipv4_tcp_with(buf, &ip, &repr, self.config.tx_checksum_offload)
     }
 
     // ========================================================== bookkeeping

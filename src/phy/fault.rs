@@ -32,7 +32,7 @@
 //! by `recv(now)`; [`Device::poll_at`] tells the runtime when the next held
 //! packet is due, and the runtime calls `recv` on every wake-up.
 
-use super::{Device, DeviceCaps};
+use super::{Device, DeviceCaps, RxMeta};
 use crate::rand::Rng;
 use crate::time::{Duration, Instant};
 use std::cmp::Reverse;
@@ -443,21 +443,27 @@ impl<D: Device> Device for FaultInjector<D> {
     }
 
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(self.recv_meta(now, buf)?.map(|(n, _)| n))
+    }
+
+    fn recv_meta(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
         if let Err(e) = self.release_outbound(now) {
             log::warn!("fault injector: sending a held packet failed: {e}");
         }
         loop {
             if let Some(p) = self.inbound.pop_due(now) {
+                // Held (and maybe corrupted) here: the stack verifies it.
                 let n = p.len().min(buf.len());
                 buf[..n].copy_from_slice(&p[..n]);
-                return Ok(Some(n));
+                return Ok(Some((n, RxMeta::default())));
             }
             // Nothing due: pull from the device until a packet passes or it is empty.
-            let Some(n) = self.inner.recv(now, buf)? else {
+            let Some((n, meta)) = self.inner.recv_meta(now, buf)? else {
                 return Ok(None);
             };
+            // Passed straight through (untouched): what the device knew holds.
             if self.inbound.offer(now, &buf[..n]).is_some() {
-                return Ok(Some(n));
+                return Ok(Some((n, meta)));
             }
         }
     }

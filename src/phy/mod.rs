@@ -25,6 +25,10 @@ pub struct DeviceCaps {
     /// Largest TCP packet the device accepts for segmentation offload (TSO),
     /// if it segments for us; `None` means every packet must fit `mtu`.
     pub max_tso_size: Option<usize>,
+    /// The device completes TCP checksums of outgoing packets (the stack
+    /// writes only the pseudo-header sum into the checksum field, as for a
+    /// NIC with checksum offload: Linux's `CHECKSUM_PARTIAL`).
+    pub tx_checksum_offload: bool,
 }
 
 impl Default for DeviceCaps {
@@ -32,8 +36,18 @@ impl Default for DeviceCaps {
         DeviceCaps {
             mtu: 1500,
             max_tso_size: None,
+            tx_checksum_offload: false,
         }
     }
+}
+
+/// What a device knows about a packet it received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// The transport checksum need not be verified: the packet never left
+    /// the host (the kernel marked it `CHECKSUM_PARTIAL` or
+    /// `CHECKSUM_UNNECESSARY`), so the stack skips summing the payload.
+    pub checksum_verified: bool,
 }
 
 /// A link that carries raw IPv4 packets.
@@ -44,6 +58,12 @@ pub trait Device {
     /// Read one received packet into `buf` and return its length, or
     /// `Ok(None)` when no packet is ready now. `buf` is at least 65535 bytes.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// [`Device::recv`] with what the device knows about the packet. The
+    /// default knows nothing (the stack verifies everything).
+    fn recv_meta(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        Ok(self.recv(now, buf)?.map(|n| (n, RxMeta::default())))
+    }
 
     /// Send one IPv4 packet.
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()>;
@@ -66,6 +86,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)
+    }
+    fn recv_meta(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        (**self).recv_meta(now, buf)
     }
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         (**self).send(now, packet)

@@ -9,7 +9,7 @@
 //! The link type is `LINKTYPE_RAW` (101): each record is a bare IPv4 packet,
 //! exactly what a TUN device carries. Wireshark, tshark and tcpdump read it.
 
-use super::{Device, DeviceCaps};
+use super::{Device, DeviceCaps, RxMeta};
 use crate::time::{Duration, Instant};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -249,8 +249,11 @@ impl<D: Device, W: Write> Device for PcapWriter<D, W> {
         self.inner.caps()
     }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let r = self.inner.recv(now, buf)?;
-        if let Some(n) = r {
+        Ok(self.recv_meta(now, buf)?.map(|(n, _)| n))
+    }
+    fn recv_meta(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        let r = self.inner.recv_meta(now, buf)?;
+        if let Some((n, _)) = r {
             let n = n.min(buf.len());
             self.record(now, &buf[..n]);
         }

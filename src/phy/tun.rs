@@ -21,7 +21,7 @@
 
 #![allow(unsafe_code)]
 
-use super::{Device, DeviceCaps};
+use super::{Device, DeviceCaps, RxMeta};
 use crate::time::Instant;
 use std::ffi::CString;
 use std::io;
@@ -49,6 +49,8 @@ const TUN_F_TSO4: libc::c_uint = 0x02;
 pub const VNET_HDR_LEN: usize = 10;
 /// `flags`: the checksum from `csum_start` on is partial (pseudo-header only).
 pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// `flags`: the kernel has verified the checksum.
+pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
 /// `gso_type` values.
 pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
 pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
@@ -341,7 +343,7 @@ impl TunDevice {
         self.tso
     }
 
-    fn recv_vnet(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    fn recv_vnet(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
         let mut hdr = [0u8; VNET_HDR_LEN];
         let iov = [
             libc::iovec {
@@ -353,63 +355,68 @@ impl TunDevice {
                 iov_len: buf.len(),
             },
         ];
-        let n = loop {
-            // SAFETY: both iovecs point to live, writable buffers of the given lengths.
-            let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(None),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            }
+        // SAFETY: both iovecs point to live, writable buffers of the given lengths.
+        let n = match retry(|| unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) })? {
+            Some(n) => n,
+            None => return Ok(None),
         };
         let len = n.saturating_sub(VNET_HDR_LEN);
-        complete_checksum(&hdr, &mut buf[..len]);
-        Ok(Some(len))
+        Ok(Some((len, rx_meta(&hdr))))
     }
 
     fn send_vnet(&mut self, packet: &[u8]) -> io::Result<()> {
-        let mut hdr = [0u8; VNET_HDR_LEN];
-        let mut head = [0u8; 120];
-        let (head_len, gso) = gso_header(packet, self.mtu, &mut hdr, &mut head);
-        let rest = &packet[head_len..];
+        let hdr = vnet_header(packet, self.mtu);
         let iov = [
             libc::iovec {
                 iov_base: hdr.as_ptr() as *mut _,
                 iov_len: hdr.len(),
             },
             libc::iovec {
-                iov_base: head.as_ptr() as *mut _,
-                iov_len: head_len,
-            },
-            libc::iovec {
-                iov_base: rest.as_ptr() as *mut _,
-                iov_len: rest.len(),
+                iov_base: packet.as_ptr() as *mut _,
+                iov_len: packet.len(),
             },
         ];
-        let _ = gso;
-        loop {
-            // SAFETY: the iovecs point to live buffers; writev only reads them.
-            let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 3) };
-            if n >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(()),
-                _ => return Err(e),
-            }
+        // SAFETY: the iovecs point to live buffers; writev only reads them.
+        // A full TUN queue (EAGAIN) drops the packet, as a real link would.
+        retry(|| unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) }).map(|_| ())
+    }
+}
+
+/// Run a read/write-like system call: again on EINTR; `None` on EAGAIN.
+fn retry(mut call: impl FnMut() -> libc::ssize_t) -> io::Result<Option<usize>> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(Some(n as usize));
         }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// What the kernel's virtio-net header says about a received packet's
+/// checksum. `NEEDS_CSUM` (the sender's checksum is partial: the packet
+/// comes from a socket on this host, `CHECKSUM_PARTIAL`) and `DATA_VALID`
+/// (the kernel verified it) both mean the payload was never on a wire that
+/// could corrupt it; the stack then skips its own check, like a guest
+/// driver with receive checksum offload. The partial checksum stays in the
+/// packet (and in a pcap of it, as on any host with offload).
+pub fn rx_meta(hdr: &[u8; VNET_HDR_LEN]) -> RxMeta {
+    RxMeta {
+        checksum_verified: hdr[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)
+            != 0,
     }
 }
 
 /// Complete a partial checksum the kernel left for us
 /// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`): sum from `csum_start` to the end
 /// (the field already holds the pseudo-header sum) and store the result.
+/// (Not needed by the stack, which trusts such packets: see [`rx_meta`];
+/// kept for tools that want wire-valid bytes.)
 pub fn complete_checksum(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8]) {
     if hdr[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM == 0 {
         return;
@@ -423,46 +430,36 @@ pub fn complete_checksum(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8]) {
     pkt[start + off..start + off + 2].copy_from_slice(&c.to_be_bytes());
 }
 
-/// Build the virtio-net header for an outgoing packet. A TCP packet larger
-/// than the MTU goes out as one GSO packet: `gso_size` = the MSS that fits
-/// the MTU, and a *partial* checksum (the kernel computes each piece's).
-/// Copies the IPv4+TCP headers into `head` (with the checksum field
-/// rewritten) and returns their length; other packets go out unchanged
-/// (`head` empty).
-pub fn gso_header(
-    packet: &[u8],
-    mtu: usize,
-    hdr: &mut [u8; VNET_HDR_LEN],
-    head: &mut [u8; 120],
-) -> (usize, bool) {
-    *hdr = [0u8; VNET_HDR_LEN];
-    if packet.len() <= mtu || packet.len() < 40 || packet[0] >> 4 != 4 || packet[9] != 6 {
-        return (0, false);
+/// The virtio-net header for an outgoing packet in offload mode. Every TCP
+/// packet carries a *partial* checksum (the stack wrote the pseudo-header
+/// sum: [`DeviceCaps::tx_checksum_offload`]), so it is marked `NEEDS_CSUM`
+/// (`csum_start` = the TCP header, `csum_offset` = 16); one larger than
+/// the MTU also goes out as one GSO packet with `gso_size` = the MSS that
+/// fits the MTU, which the kernel cuts (or delivers whole to a local
+/// socket). Other packets (ICMP) carry full checksums and a zero header.
+pub fn vnet_header(packet: &[u8], mtu: usize) -> [u8; VNET_HDR_LEN] {
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    if packet.len() < 40 || packet[0] >> 4 != 4 || packet[9] != 6 {
+        return hdr;
     }
     let ihl = ((packet[0] & 0x0f) as usize) * 4;
-    if packet.len() < ihl + 20 {
-        return (0, false);
+    if ihl < 20 || packet.len() < ihl + 20 {
+        return hdr;
     }
     let thl = ((packet[ihl + 12] >> 4) as usize) * 4;
     let hl = ihl + thl;
-    if thl < 20 || hl > head.len() || hl > packet.len() {
-        return (0, false);
+    if thl < 20 || hl > packet.len() {
+        return hdr;
     }
-    head[..hl].copy_from_slice(&packet[..hl]);
-    let src = std::net::Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-    let dst = std::net::Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-    let tcp_len = (packet.len() - ihl) as u32;
-    let ph = crate::wire::checksum::pseudo_header_sum(src, dst, 6, tcp_len);
-    let partial = crate::wire::checksum::fold(ph as u64);
-    head[ihl + 16..ihl + 18].copy_from_slice(&partial.to_be_bytes());
-    let gso_size = (mtu - hl) as u16;
     hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    hdr[1] = VIRTIO_NET_HDR_GSO_TCPV4;
     hdr[2..4].copy_from_slice(&(hl as u16).to_ne_bytes());
-    hdr[4..6].copy_from_slice(&gso_size.to_ne_bytes());
     hdr[6..8].copy_from_slice(&(ihl as u16).to_ne_bytes());
     hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
-    (hl, true)
+    if packet.len() > mtu && mtu > hl {
+        hdr[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+        hdr[4..6].copy_from_slice(&((mtu - hl) as u16).to_ne_bytes());
+    }
+    hdr
 }
 
 impl AsRawFd for TunDevice {
@@ -476,48 +473,34 @@ impl Device for TunDevice {
         DeviceCaps {
             mtu: self.mtu,
             max_tso_size: self.tso.then_some(TSO_MAX),
+            tx_checksum_offload: self.tso,
         }
     }
 
-    fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(self.recv_meta(now, buf)?.map(|(n, _)| n))
+    }
+
+    fn recv_meta(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
         if self.tso {
             return self.recv_vnet(buf);
         }
-        loop {
-            // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n >= 0 {
-                return Ok(Some(n as usize));
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(None),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            }
-        }
+        // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
+        let n = retry(|| unsafe {
+            libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+        })?;
+        Ok(n.map(|n| (n, RxMeta::default())))
     }
 
     fn send(&mut self, _now: Instant, packet: &[u8]) -> io::Result<()> {
         if self.tso {
             return self.send_vnet(packet);
         }
-        loop {
-            // SAFETY: `packet` is a valid readable buffer of `packet.len()` bytes.
-            let n =
-                unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
-            if n >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                // The kernel's TUN queue is full: drop the packet, as a
-                // real link would; TCP retransmits.
-                io::ErrorKind::WouldBlock => return Ok(()),
-                _ => return Err(e),
-            }
-        }
+        // SAFETY: `packet` is a valid readable buffer of `packet.len()` bytes.
+        // A full TUN queue (EAGAIN) drops the packet, as a real link would;
+        // TCP retransmits.
+        retry(|| unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) })
+            .map(|_| ())
     }
 }
 
@@ -556,6 +539,47 @@ mod tests {
             r.name[..5],
             [b't' as libc::c_char, b'u' as _, b'n' as _, b'0' as _, 0]
         );
+    }
+
+    fn tcp_packet(payload: usize, options: usize) -> Vec<u8> {
+        let mut p = vec![0u8; 20 + 20 + options + payload];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[32] = (((20 + options) / 4) as u8) << 4;
+        p
+    }
+
+    #[test]
+    fn vnet_header_marks_every_tcp_packet_partial_and_big_ones_gso() {
+        // A small TCP segment: NEEDS_CSUM at the TCP header, no GSO.
+        let h = vnet_header(&tcp_packet(100, 12), 1500);
+        assert_eq!(h[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_eq!(h[1], VIRTIO_NET_HDR_GSO_NONE);
+        assert_eq!(u16::from_ne_bytes([h[6], h[7]]), 20, "csum_start");
+        assert_eq!(u16::from_ne_bytes([h[8], h[9]]), 16, "csum_offset");
+        // 64 KB with timestamps: GSO with the MSS that fits the MTU.
+        let h = vnet_header(&tcp_packet(65_000, 12), 1500);
+        assert_eq!(h[1], VIRTIO_NET_HDR_GSO_TCPV4);
+        assert_eq!(u16::from_ne_bytes([h[2], h[3]]), 52, "hdr_len");
+        assert_eq!(u16::from_ne_bytes([h[4], h[5]]), 1448, "gso_size");
+        // ICMP (full checksum) and garbage: a zero header.
+        let mut icmp = tcp_packet(100, 0);
+        icmp[9] = 1;
+        assert_eq!(vnet_header(&icmp, 1500), [0; VNET_HDR_LEN]);
+        assert_eq!(vnet_header(&[0x45; 30], 1500), [0; VNET_HDR_LEN]);
+        let mut bad = tcp_packet(0, 0);
+        bad[32] = 0xf0; // a TCP header longer than the packet
+        assert_eq!(vnet_header(&bad, 1500), [0; VNET_HDR_LEN]);
+    }
+
+    #[test]
+    fn received_checksums_trusted_only_when_the_kernel_says_so() {
+        let mut h = [0u8; VNET_HDR_LEN];
+        assert!(!rx_meta(&h).checksum_verified);
+        h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        assert!(rx_meta(&h).checksum_verified);
+        h[0] = VIRTIO_NET_HDR_F_DATA_VALID;
+        assert!(rx_meta(&h).checksum_verified);
     }
 
     #[test]

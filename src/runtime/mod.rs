@@ -251,6 +251,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     let mut config = Config::new(opts.addr);
     config.mtu = mtu;
     config.max_tso_size = caps.max_tso_size;
+    config.tx_checksum_offload = caps.tx_checksum_offload;
     config.max_connections = opts.max_connections;
     config.tcp.congestion = opts.cc;
     opts.limits.apply(&mut config);
@@ -309,6 +310,8 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     // When the stack last moved a packet; pooled buffer memory is given
     // back after IDLE_TRIM without traffic.
     let mut last_activity = Instant::ZERO;
+    // Checked once at start (a signal may be pending before the first poll).
+    let mut signal_ready = true;
 
     loop {
         let now = clock.now();
@@ -338,9 +341,9 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         //    packets due now.
         let mut received = 0;
         while received < RX_BATCH {
-            match dev.recv(now, &mut rx) {
-                Ok(Some(n)) => {
-                    stack.handle_packet(now, &rx[..n]);
+            match dev.recv_meta(now, &mut rx) {
+                Ok(Some((n, meta))) => {
+                    stack.handle_packet_with(now, &rx[..n], meta);
                     received += 1;
                 }
                 Ok(None) => break,
@@ -371,8 +374,9 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
             t.write(now, &mut stack)?;
         }
 
-        // 5. Signals.
-        loop {
+        // 5. Signals (only when poll said the signalfd is readable: one
+        //    system call less per turn).
+        while signal_ready {
             match signals.read() {
                 Ok(Some(Signal::Stats)) => eprintln!("{}", stats_line(&stack, &app, &dev.stats())),
                 Ok(Some(Signal::Stop)) if stop_deadline.is_none() => {
@@ -389,7 +393,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
                     log::info!("second stop signal: aborting now");
                     stop_deadline = Some(now);
                 }
-                Ok(None) => break,
+                Ok(None) => signal_ready = false,
                 Err(e) => {
                     return Err(RuntimeError::Io {
                         op: "read signalfd",
@@ -452,9 +456,10 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         } else {
             timeout_ms(clock.now(), deadline)
         };
-        let ready = sys::poll_readable([tun_fd, signals.as_raw_fd()], timeout)
+        let [_, sig] = sys::poll_readable([tun_fd, signals.as_raw_fd()], timeout)
             .map_err(|source| RuntimeError::Io { op: "poll", source })?;
-        let _ = ready; // the next turn reads both fds non-blockingly anyway
+        // The TUN fd is read on every turn anyway (non-blocking).
+        signal_ready = sig;
     }
 }
 

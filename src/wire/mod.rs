@@ -33,7 +33,9 @@ pub use icmpv4::{emit_ipv4_icmp, DstUnreachable, Icmpv4Packet, Icmpv4Repr, TimeE
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use pretty::PrettyPacket;
 pub use seq::SeqNumber;
-pub use tcp::{emit_ipv4_tcp, TcpFlags, TcpOption, TcpOptions, TcpPacket, TcpRepr};
+pub use tcp::{
+    emit_ipv4_tcp, emit_ipv4_tcp_with, TcpFlags, TcpOption, TcpOptions, TcpPacket, TcpRepr,
+};
 
 /// A byte range of a header field.
 pub(crate) type Field = core::ops::Range<usize>;

@@ -726,6 +726,19 @@ impl<'a> TcpRepr<'a> {
 /// If `buf` is shorter than the packet (a bug in the caller: the output
 /// buffer is at least the MTU and segments are cut to fit it).
 pub fn emit_ipv4_tcp(buf: &mut [u8], ip: &Ipv4Repr, tcp: &TcpRepr) -> usize {
+    emit_ipv4_tcp_with(buf, ip, tcp, false)
+}
+
+/// [`emit_ipv4_tcp`], with `partial_checksum` for a device with checksum
+/// offload: the checksum field then holds only the folded pseudo-header
+/// sum (not complemented, as Linux's `CHECKSUM_PARTIAL` expects) and the
+/// payload is copied without being summed: the device computes the rest.
+pub fn emit_ipv4_tcp_with(
+    buf: &mut [u8],
+    ip: &Ipv4Repr,
+    tcp: &TcpRepr,
+    partial_checksum: bool,
+) -> usize {
     let tcp_len = tcp.buffer_len();
     let total = super::ipv4::HEADER_LEN + tcp_len;
     assert!(
@@ -744,9 +757,13 @@ pub fn emit_ipv4_tcp(buf: &mut [u8], ip: &Ipv4Repr, tcp: &TcpRepr) -> usize {
     let hl = tcp.emit_header(rest);
     rest[hl..].copy_from_slice(tcp.payload);
     let ph = checksum::pseudo_header_sum(ip.src_addr, ip.dst_addr, IpProtocol::TCP, tcp_len as u32);
-    // The header length is a multiple of 4, so the payload's words line up.
-    let sum = u64::from(ph) + checksum::sum(&rest[..hl]) + checksum::sum(tcp.payload);
-    let c = !checksum::fold(sum);
+    let c = if partial_checksum {
+        checksum::fold(u64::from(ph))
+    } else {
+        // The header length is a multiple of 4, so the payload's words line up.
+        let sum = u64::from(ph) + checksum::sum(&rest[..hl]) + checksum::sum(tcp.payload);
+        !checksum::fold(sum)
+    };
     rest[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     total
 }
@@ -1024,6 +1041,38 @@ mod tests {
         assert!(x.contains(TcpFlags::SYN | TcpFlags::ACK) && x.syn() && x.ack() && !x.fin());
         x.remove(TcpFlags::SYN);
         assert_eq!(x, TcpFlags::ACK);
+    }
+
+    #[test]
+    fn partial_checksum_completes_to_the_full_one() {
+        // What a device with checksum offload does: sum from the TCP header
+        // on (the field holding the pseudo-header sum) and store the
+        // complement; the result must equal the software checksum.
+        let payload: Vec<u8> = (0..1001u32).map(|i| (i * 7) as u8).collect();
+        let tcp = TcpRepr {
+            ack_number: SeqNumber(99),
+            window_len: 1000,
+            timestamp: Some((1, 2)),
+            payload: &payload,
+            ..TcpRepr::new(80, 40000, SeqNumber(5), TcpFlags(0x18))
+        };
+        let ip = Ipv4Repr {
+            src_addr: DST,
+            dst_addr: SRC,
+            protocol: IpProtocol::Tcp,
+            payload_len: 0,
+            ttl: 64,
+            ident: 1,
+            dont_frag: true,
+        };
+        let mut full = vec![0u8; 1600];
+        let mut part = vec![0u8; 1600];
+        let n = emit_ipv4_tcp(&mut full, &ip, &tcp);
+        assert_eq!(emit_ipv4_tcp_with(&mut part, &ip, &tcp, true), n);
+        assert_ne!(full[36..38], part[36..38]);
+        let c = !checksum::fold(checksum::sum(&part[20..n]));
+        part[36..38].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(full[..n], part[..n]);
     }
 
     #[test]
