@@ -127,6 +127,30 @@ struct Conn {
     out_progress: Instant,
 }
 
+/// Finished HTTP connections kept for reuse.
+const HTTP_POOL: usize = 64;
+
+/// A fresh HTTP connection, recycled from an earlier one if possible.
+fn new_http(
+    pool: &mut Vec<Box<HttpConnection>>,
+    config: &std::sync::Arc<ServerConfig>,
+    now: Instant,
+) -> Box<HttpConnection> {
+    match pool.pop() {
+        Some(mut hc) => {
+            hc.reuse(now);
+            hc
+        }
+        None => Box::new(HttpConnection::new(now, config.clone())),
+    }
+}
+
+fn recycle_http(pool: &mut Vec<Box<HttpConnection>>, hc: Box<HttpConnection>) {
+    if pool.len() < HTTP_POOL {
+        pool.push(hc);
+    }
+}
+
 /// What the HTTP code may ask of the glue.
 struct Ctx<'a> {
     stack: &'a Stack,
@@ -155,6 +179,9 @@ pub struct Web {
     next_stats_push: Option<Instant>,
     timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
     device: Rc<RefCell<DeviceStats>>,
+    /// Finished HTTP connections kept for reuse (at most [`HTTP_POOL`]):
+    /// their buffers are already allocated.
+    http_pool: Vec<Box<HttpConnection>>,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     shutting_down: bool,
@@ -181,6 +208,7 @@ impl Web {
             next_stats_push: None,
             timers: BinaryHeap::new(),
             device,
+            http_pool: Vec::new(),
             rbuf: vec![0; 64 * 1024],
             wbuf: vec![0; 64 * 1024],
             shutting_down: false,
@@ -368,10 +396,14 @@ impl Web {
                 conn.prefix.extend_from_slice(&response);
                 if close {
                     conn.close_after_prefix = true;
-                    conn.proto = Proto::Http(Box::new(HttpConnection::new(now, self.http.clone())));
+                    let fresh = new_http(&mut self.http_pool, &self.http, now);
+                    if let Proto::Http(old) = std::mem::replace(&mut conn.proto, Proto::Http(fresh))
+                    {
+                        recycle_http(&mut self.http_pool, old);
+                    }
                 } else {
                     // The client may try again on the same connection (426).
-                    let mut fresh = HttpConnection::new(now, self.http.clone());
+                    let mut fresh = new_http(&mut self.http_pool, &self.http, now);
                     if !up.leftover.is_empty() {
                         let device = self.device.borrow();
                         let mut ctx = Ctx {
@@ -382,7 +414,10 @@ impl Web {
                         let used = fresh.handle_input(now, &up.leftover, &mut ctx);
                         conn.pending.extend_from_slice(&up.leftover[used..]);
                     }
-                    conn.proto = Proto::Http(Box::new(fresh));
+                    if let Proto::Http(old) = std::mem::replace(&mut conn.proto, Proto::Http(fresh))
+                    {
+                        recycle_http(&mut self.http_pool, old);
+                    }
                 }
             }
         }
@@ -593,9 +628,15 @@ impl Web {
         }
         let _ = stack.shutdown(h);
         conn.pending.clear();
-        conn.proto = Proto::Lingering {
-            until: now + self.cfg.linger,
-        };
+        let old = std::mem::replace(
+            &mut conn.proto,
+            Proto::Lingering {
+                until: now + self.cfg.linger,
+            },
+        );
+        if let Proto::Http(hc) = old {
+            recycle_http(&mut self.http_pool, hc);
+        }
         if conn.eof {
             self.remove(now, stack, h, false);
         }
@@ -605,8 +646,12 @@ impl Web {
     fn remove(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle, abort: bool) {
         self.leave_room(now, stack, h);
         if let Some(conn) = self.conns.remove(&h) {
-            if let Proto::Ws(w) = &conn.proto {
-                self.ids.remove(&w.id);
+            match conn.proto {
+                Proto::Ws(w) => {
+                    self.ids.remove(&w.id);
+                }
+                Proto::Http(hc) => recycle_http(&mut self.http_pool, hc),
+                Proto::Lingering { .. } => {}
             }
         }
         if abort {
@@ -693,10 +738,11 @@ impl Service for Web {
             stack.abort(h);
             return;
         }
+        let proto = Proto::Http(new_http(&mut self.http_pool, &self.http, now));
         self.conns.insert(
             h,
             Conn {
-                proto: Proto::Http(Box::new(HttpConnection::new(now, self.http.clone()))),
+                proto,
                 pending: Vec::new(),
                 prefix: Vec::new(),
                 close_after_prefix: false,

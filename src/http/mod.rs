@@ -351,6 +351,27 @@ impl HttpConnection {
         }
     }
 
+    /// Make this a fresh connection (as `new(now, same config)`) but keep
+    /// the allocations of its buffers, so a server that recycles finished
+    /// connections allocates nothing per new connection. Buffers that grew
+    /// large are dropped rather than kept.
+    pub fn reuse(&mut self, now: Instant) {
+        const KEEP: usize = 16 * 1024;
+        let mut inbuf = std::mem::take(&mut self.inbuf);
+        let mut out = std::mem::take(&mut self.out);
+        let spare = self.spare.take();
+        *self = HttpConnection::new(now, self.config.clone());
+        if inbuf.capacity() <= KEEP {
+            inbuf.clear();
+            self.inbuf = inbuf;
+        }
+        if out.capacity() <= KEEP {
+            out.clear();
+            self.out = out;
+        }
+        self.spare = spare;
+    }
+
     fn limits(&self) -> &HttpLimits {
         &self.config.limits
     }
