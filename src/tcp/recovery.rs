@@ -139,6 +139,11 @@ impl Scoreboard {
     }
 
     fn recount(&mut self) {
+        (self.pipe, self.lost_pending, self.sacked_bytes) = self.counted();
+    }
+
+    /// (pipe, segments needing retransmission, SACKed bytes), counted.
+    fn counted(&self) -> (u32, u32, u32) {
         let (mut pipe, mut lost, mut sacked) = (0u32, 0u32, 0u32);
         for s in &self.segs {
             pipe = pipe.saturating_add(s.pipe());
@@ -147,9 +152,7 @@ impl Scoreboard {
                 sacked = sacked.saturating_add(s.len());
             }
         }
-        self.pipe = pipe;
-        self.lost_pending = lost;
-        self.sacked_bytes = sacked;
+        (pipe, lost, sacked)
     }
 
     /// Index of the entry containing `seq`.
@@ -188,9 +191,13 @@ impl Scoreboard {
             return;
         }
         let high = self.high();
+        // Only new data (the common case): the counters are updated in
+        // place instead of recounted over the whole window.
+        let mut incremental = true;
         // The retransmitted part: everything below the current high end.
         if let Some(h) = high {
             if seq_lt(start, h) {
+                incremental = false;
                 let rend = if seq_lt(end, h) { end } else { h };
                 self.split_at(start);
                 self.split_at(rend);
@@ -225,11 +232,24 @@ impl Scoreboard {
                 Some(last) if full && last.end == new_start => {
                     last.end = end;
                     last.xmit = now;
+                    incremental = false;
                 }
-                _ => self.segs.push_back(seg),
+                _ => {
+                    if incremental {
+                        self.pipe = self.pipe.saturating_add(seg.pipe());
+                    }
+                    self.segs.push_back(seg);
+                }
             }
         }
-        self.recount();
+        if !incremental {
+            self.recount();
+        }
+        debug_assert_eq!(
+            (self.pipe, self.lost_pending, self.sacked_bytes),
+            self.counted(),
+            "incremental counters"
+        );
     }
 
     /// RACK (RFC 8985 6.2 step 2): a segment sent at `xmit` was delivered.
