@@ -302,10 +302,12 @@ impl Scoreboard {
                 self.reordering_seen = true;
             }
         }
-        // Cumulative part.
+        // Cumulative part (the counters follow each removed or trimmed
+        // segment, so an ACK without SACK blocks costs what it removes).
         while let Some(f) = self.segs.front().copied() {
             if seq_le(f.end, una) {
                 self.segs.pop_front();
+                self.uncount(&f);
                 if !f.sacked {
                     self.rack_update(now, &f);
                 }
@@ -313,11 +315,15 @@ impl Scoreboard {
                 if seq_lt(f.start, una) {
                     if let Some(front) = self.segs.front_mut() {
                         front.start = una;
+                        let trimmed = *front;
+                        self.uncount(&f);
+                        self.count(&trimmed);
                     }
                 }
                 break;
             }
         }
+        let any_sack = blocks.iter().skip(first).any(|b| b.is_some());
         // SACK blocks (RFC 2018 / RFC 6675 "Update()").
         for b in blocks.iter().skip(first).flatten() {
             let (mut s, e) = *b;
@@ -341,8 +347,33 @@ impl Scoreboard {
                 i += 1;
             }
         }
-        self.recount();
+        if any_sack {
+            self.recount();
+        }
+        debug_assert_eq!(
+            (self.pipe, self.lost_pending, self.sacked_bytes),
+            self.counted(),
+            "incremental counters"
+        );
         info
+    }
+
+    /// Take one segment's share out of the counters.
+    fn uncount(&mut self, s: &SentSeg) {
+        self.pipe = self.pipe.saturating_sub(s.pipe());
+        self.lost_pending = self.lost_pending.saturating_sub(s.needs_rtx() as u32);
+        if s.sacked {
+            self.sacked_bytes = self.sacked_bytes.saturating_sub(s.len());
+        }
+    }
+
+    /// Add one segment's share to the counters.
+    fn count(&mut self, s: &SentSeg) {
+        self.pipe = self.pipe.saturating_add(s.pipe());
+        self.lost_pending += s.needs_rtx() as u32;
+        if s.sacked {
+            self.sacked_bytes = self.sacked_bytes.saturating_add(s.len());
+        }
     }
 
     /// Is all of `[s, e)` marked SACKed?
