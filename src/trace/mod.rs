@@ -45,6 +45,11 @@
 //! `/api/stats` shows; it is `null` for segments that belong to no
 //! connection, such as a RST for a closed port). `ustack ladder FILE.jsonl`
 //! draws the segments of a trace like those of a pcap.
+//!
+//! ## Live ladders
+//! The same segment hooks feed [`segments`], a small bounded recording of
+//! recent segments (with payload prefixes) kept while a dashboard looks,
+//! from which [`crate::ladder::live`] draws the ladder of a live connection.
 
 pub mod json;
 pub mod segments;

@@ -32,7 +32,8 @@
 //!   in between are counted, not kept.
 //!
 //! Worst case, with every ring full of payload prefixes: (1024 + 4 x 1032)
-//! records x (about 150 + 512) bytes, about 3.4 MB, and only while watched.
+//! records x (at most 160 + 512) bytes, about 3.5 MB, and only while
+//! someone looks.
 //! Payload buffers of dropped records are reused, so a full ring records
 //! without allocating.
 
@@ -311,20 +312,32 @@ impl SegmentLog {
         local: SocketAddrV4,
         remote: SocketAddrV4,
     ) -> Recorded<'_> {
+        let mine = |r: &&SegRecord| r.belongs_to(conn, local, remote);
         if let Some(w) = self.watches.iter().find(|w| w.conn == conn) {
             return Recorded {
-                records: w.opening.iter().chain(w.tail.iter()).collect(),
-                opening: w.opening.len(),
+                records: w
+                    .opening
+                    .iter()
+                    .filter(mine)
+                    .chain(w.tail.iter().filter(mine))
+                    .collect(),
+                opening: w.opening.iter().filter(mine).count(),
                 dropped: w.dropped,
                 watched: true,
             };
         }
+        // Not watched: the shared ring, and what other rings took by
+        // address (a SYN reusing the 4-tuple of a watched, closed connection).
+        let mut records: Vec<&SegRecord> = self.recent.iter().filter(mine).collect();
+        let before = records.len();
+        for w in &self.watches {
+            records.extend(w.opening.iter().chain(w.tail.iter()).filter(mine));
+        }
+        if records.len() > before {
+            records.sort_by_key(|r| r.n);
+        }
         Recorded {
-            records: self
-                .recent
-                .iter()
-                .filter(|r| r.belongs_to(conn, local, remote))
-                .collect(),
+            records,
             ..Recorded::default()
         }
     }
@@ -391,6 +404,7 @@ fn new_record(
 ) -> SegRecord {
     let mut buf = reuse.unwrap_or_default();
     buf.clear();
+    buf.reserve_exact(payload.len());
     buf.extend_from_slice(payload);
     SegRecord {
         n,
@@ -569,6 +583,25 @@ mod tests {
         assert_eq!(seqs(&log.of(h(4, 2), a(L), r)), vec![0, 1, 2]);
         // The other address's record stayed in the shared ring.
         assert_eq!(log.recent.len(), 1);
+    }
+
+    #[test]
+    fn a_new_connection_on_the_4_tuple_of_a_watched_one_keeps_its_syn() {
+        let mut log = SegmentLog::default();
+        log.set_on(true, Instant::ZERO);
+        let r = a("10.0.0.1:5000");
+        let (old, new) = (h(4, 1), h(4, 2));
+        log.record(Instant::ZERO, Some(old), a(L), r, seg(0, 0), &[]);
+        assert!(log.watch(old, a(L), r));
+        // The old connection closed; a SYN on the same 4-tuple arrives
+        // before the stack knows its connection: it is filed by address...
+        log.record(Instant::ZERO, None, a(L), r, seg(7, 0), &[]);
+        let n = log.last_n();
+        // ... and then named: it belongs to the new connection only.
+        log.set_decision(n, Decision::Accepted, Some(new));
+        log.record(Instant::ZERO, Some(new), a(L), r, seg(8, 0), &[]);
+        assert_eq!(seqs(&log.of(old, a(L), r)), vec![0]);
+        assert_eq!(seqs(&log.of(new, a(L), r)), vec![7, 8]);
     }
 
     #[test]
