@@ -25,6 +25,7 @@
 //! ("lingering close"), so a final response is never destroyed by a RST
 //! caused by unread request bytes.
 
+use super::ladder::LadderFeed;
 use super::stats::{stats_json, DeviceStats};
 use super::Service;
 use crate::hash::FastMap;
@@ -162,6 +163,9 @@ impl http::Context for Ctx<'_> {
     fn stats_json(&mut self) -> String {
         stats_json(self.stack, self.device, self.now.total_millis())
     }
+    fn ladder(&mut self, query: Option<&str>) -> Option<(u16, &'static str, String)> {
+        Some(super::ladder::http_response(self.stack, self.now, query))
+    }
     fn websocket_route(&self, path: &str) -> bool {
         endpoint_of(path).is_some()
     }
@@ -177,6 +181,8 @@ pub struct Web {
     broker: Broker,
     stats_subscribers: Vec<SocketHandle>,
     next_stats_push: Option<Instant>,
+    /// The connection each stats subscriber selected (live ladder).
+    ladder: LadderFeed,
     timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
     device: Rc<RefCell<DeviceStats>>,
     /// Finished HTTP connections kept for reuse (at most [`HTTP_POOL`]):
@@ -206,6 +212,7 @@ impl Web {
             broker: Broker::new(),
             stats_subscribers: Vec::new(),
             next_stats_push: None,
+            ladder: LadderFeed::default(),
             timers: BinaryHeap::new(),
             device,
             http_pool: Vec::new(),
@@ -378,6 +385,7 @@ impl Web {
                     }
                     Endpoint::Stats => {
                         self.stats_subscribers.push(h);
+                        self.ladder.subscribe(stack, h);
                         // The first push goes out at once.
                         self.push_stats_to(now, stack, h);
                         if self.next_stats_push.is_none() {
@@ -428,6 +436,7 @@ impl Web {
         let mut moved = false;
         let mut deliveries = Vec::new();
         let mut closed = false;
+        let mut push_stats = false;
         {
             let Some(conn) = self.conns.get_mut(&h) else {
                 return false;
@@ -452,7 +461,11 @@ impl Web {
                         Endpoint::Chat(room) => {
                             deliveries.extend(self.broker.publish(room, w.id, &msg))
                         }
-                        Endpoint::Stats => {}
+                        Endpoint::Stats => {
+                            if let Message::Text(t) = &msg {
+                                push_stats |= self.ladder.message(stack, h, t);
+                            }
+                        }
                     },
                     WsEvent::Pong(_) => {}
                     WsEvent::Error(e) => log::debug!("web {h:?}: WebSocket protocol error: {e}"),
@@ -465,6 +478,8 @@ impl Web {
         }
         if closed {
             self.leave_room(now, stack, h);
+        } else if push_stats {
+            self.push_stats_to(now, stack, h);
         }
         self.deliver(now, stack, deliveries);
         moved
@@ -514,6 +529,7 @@ impl Web {
             self.deliver(now, stack, notices);
         }
         self.stats_subscribers.retain(|s| *s != h);
+        self.ladder.unsubscribe(stack, h);
     }
 
     /// Write as much output as the socket takes. True if anything was written.
@@ -683,7 +699,8 @@ impl Web {
     }
 
     fn push_stats_to(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) {
-        let json = stats_json(stack, &self.device.borrow(), now.total_millis());
+        let mut json = stats_json(stack, &self.device.borrow(), now.total_millis());
+        self.ladder.append(stack, h, &mut json);
         if let Some(Conn {
             proto: Proto::Ws(w),
             ..
@@ -841,6 +858,7 @@ impl Service for Web {
         }
         self.ids.clear();
         self.stats_subscribers.clear();
+        self.ladder.clear(stack);
     }
 
     fn connections(&self) -> usize {

@@ -56,6 +56,7 @@
 //! | `/discard` | POST | the body's length in decimal + LF; the body (any size) is dropped |
 //! | `/sha256` | POST | lowercase hex SHA-256 of the body + `\n` |
 //! | `/api/stats` | GET, HEAD | [`Context::stats_json`], `no-store` |
+//! | `/api/ladder` | GET, HEAD | [`Context::ladder`]: a live connection's ladder diagram, `no-store` |
 //! | `/ws/...` | GET + `Upgrade: websocket` | [`HttpConnection::take_upgrade`]; without Upgrade: 426 |
 //!
 //! Every route also answers OPTIONS (204 with `Allow`); a known method a
@@ -153,6 +154,11 @@ pub struct ServerConfig {
 pub trait Context {
     /// The JSON document served at `/api/stats`.
     fn stats_json(&mut self) -> String;
+    /// The answer to `/api/ladder?QUERY` (the ladder diagram of a live
+    /// connection): status, content type, body. The default, `None`, is a 404.
+    fn ladder(&mut self, _query: Option<&str>) -> Option<(u16, &'static str, String)> {
+        None
+    }
     /// Whether `path` (under `/ws/`) is a WebSocket endpoint the
     /// application serves. Unknown ones get 404.
     fn websocket_route(&self, path: &str) -> bool;
@@ -947,6 +953,21 @@ impl HttpConnection {
                 ("Cache-Control", "no-store"),
             ];
             self.queue(now, Status::OK, conn, &h, body, date);
+        } else if path == "/api/ladder" {
+            match ctx.ladder(req.query.as_deref()) {
+                Some((code, content_type, text)) => {
+                    let body = Body::Owned {
+                        data: text.into_bytes(),
+                        pos: 0,
+                    };
+                    let h = [
+                        ("Content-Type", content_type),
+                        ("Cache-Control", "no-store"),
+                    ];
+                    self.queue(now, Status(code), conn, &h, body, date);
+                }
+                None => self.queue_error(now, Status::NOT_FOUND, conn, &[], date),
+            }
         } else if let Some(n) = parse_bytes_route(path) {
             let mut etag_buf = [0u8; 32];
             let etag = bytes_etag(n, &mut etag_buf);

@@ -17,6 +17,24 @@ impl Context for Ctx {
     fn unix_time(&mut self) -> Option<u64> {
         self.time
     }
+    fn ladder(&mut self, query: Option<&str>) -> Option<(u16, &'static str, String)> {
+        Some(match query {
+            Some(q) => (200, "image/svg+xml", format!("<svg>{q}</svg>")),
+            None => (400, "text/plain; charset=utf-8", "which?\n".into()),
+        })
+    }
+}
+
+/// A context that serves no ladder (the trait's default).
+struct PlainCtx;
+
+impl Context for PlainCtx {
+    fn stats_json(&mut self) -> String {
+        String::new()
+    }
+    fn websocket_route(&self, _path: &str) -> bool {
+        false
+    }
 }
 
 const T0: Instant = Instant::ZERO;
@@ -686,6 +704,28 @@ fn api_stats() {
     assert_eq!(r.body, b"{\"tcp\":{\"active\":1}}");
     assert_eq!(r.header("Content-Type"), Some("application/json"));
     assert_eq!(r.header("Cache-Control"), Some("no-store"));
+}
+
+#[test]
+fn api_ladder_passes_the_query_and_the_answer_through() {
+    let (r, _) = one(b"GET /api/ladder?conn=3&format=svg HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"<svg>conn=3&format=svg</svg>");
+    assert_eq!(r.header("Content-Type"), Some("image/svg+xml"));
+    assert_eq!(r.header("Cache-Control"), Some("no-store"));
+    let (r, _) = one(b"GET /api/ladder HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((r.status, &r.body[..]), (400, &b"which?\n"[..]));
+    // A server whose context has no ladders answers 404.
+    let mut c = conn();
+    let req = b"GET /api/ladder?conn=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(c.handle_input(T0, req, &mut PlainCtx), req.len());
+    let mut buf = vec![0u8; 4096];
+    let n = c.poll_output(T0, &mut buf, &mut PlainCtx);
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 404 "),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
 
 #[test]

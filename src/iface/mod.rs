@@ -18,6 +18,7 @@ pub mod fragment;
 pub mod stats;
 pub mod syncookie;
 mod tracing;
+pub use tracing::LadderTarget;
 
 use crate::hash::{FastHash, FastMap};
 use crate::phy::RxMeta;
@@ -369,7 +370,7 @@ impl Stack {
         self.stats.packets_in += 1;
         self.stats.bytes_in += packet.len() as u64;
         self.trace.now = now;
-        let traced = if self.trace.full() {
+        let traced = if self.trace.wants_segments() {
             self.trace_in_pre(packet)
         } else {
             None
@@ -891,7 +892,7 @@ impl Stack {
         self.trace.now = now;
         if let Some(c) = self.control.pop_front() {
             let n = self.emit_control(&c, buf);
-            if self.trace.full() {
+            if self.trace.wants_segments() {
                 self.trace_out(&buf[..n.min(buf.len())], None, false);
             }
             self.count_out(n);
@@ -906,7 +907,7 @@ impl Stack {
             match seg {
                 Some(seg) => {
                     let n = self.emit_segment(i, &seg, buf);
-                    if self.trace.full() {
+                    if self.trace.wants_segments() {
                         self.trace_out(&buf[..n.min(buf.len())], Some(idx), seg.retransmission);
                     }
                     self.count_out(n);

@@ -6,18 +6,26 @@
 //! a connection before and after each call (in `after_op`), timers from the
 //! TCB's deadlines. The state machine is not touched. With tracing off the
 //! hooks in `mod.rs` cost one branch each.
+//!
+//! The same segment hooks feed the segment recording behind live ladder
+//! diagrams ([`crate::trace::segments`]) while it is armed.
 
 use super::{ConnKey, Stack};
 use crate::iface::DropReason;
 use crate::tcp::socket::{seq_gt, seq_le, Tcb};
+use crate::tcp::{SocketHandle, State};
 use crate::time::Instant;
+use crate::trace::segments::SegmentLog;
 use crate::trace::{parse_tcp, Decision, Dir, EventKind, SegInfo, TraceEvent, Tracer, Transition};
+use std::net::SocketAddrV4;
 
 /// What `trace_in_pre` learnt about an incoming segment before the stack
 /// processed it.
 pub(super) struct InPre {
-    /// Position of the segment event in the trace queue.
-    pos: usize,
+    /// Position of the segment event in the trace queue (full tracing).
+    pos: Option<usize>,
+    /// Number of its record in the segment log (live ladders).
+    rec: Option<u64>,
     key: ConnKey,
     id: Option<u32>,
     /// RCV.NXT before processing, if the connection was synchronized.
@@ -25,6 +33,16 @@ pub(super) struct InPre {
     seq: u32,
     len: u32,
     sack: bool,
+}
+
+/// A connection whose segments can be drawn as a live ladder diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LadderTarget {
+    pub handle: SocketHandle,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The state, if the connection is still open.
+    pub state: Option<State>,
 }
 
 impl Stack {
@@ -52,7 +70,105 @@ impl Stack {
         self.trace.transitions()
     }
 
-    /// Before an incoming packet is processed: queue its segment event.
+    /// Record recent segments for live ladder diagrams
+    /// ([`crate::trace::segments`]): on while a dashboard is connected.
+    /// Off (the default), the records are freed.
+    pub fn set_segment_recording(&mut self, on: bool) {
+        let now = self.trace.now;
+        self.trace.segments.set_on(on, now);
+    }
+
+    /// The segment recording, for reading.
+    pub fn segment_log(&self) -> &SegmentLog {
+        &self.trace.segments
+    }
+
+    /// Give connection `t` a ring of recorded segments of its own (the
+    /// dashboard selected it). False if too many connections are watched.
+    pub fn watch_segments(&mut self, t: &LadderTarget) -> bool {
+        self.trace.segments.watch(t.handle, t.local, t.remote)
+    }
+
+    /// Undo one [`Stack::watch_segments`].
+    pub fn unwatch_segments(&mut self, t: &LadderTarget) {
+        self.trace.segments.unwatch(t.handle);
+    }
+
+    /// The connection with number `id` (as `/api/stats` shows it) and, if
+    /// given, remote address `remote`: the open one, else the latest one
+    /// with recorded segments.
+    pub fn ladder_target(&self, id: u32, remote: Option<SocketAddrV4>) -> Option<LadderTarget> {
+        let live = self.slots.get(id as usize).and_then(|s| {
+            let t = s.tcb.as_ref()?;
+            (remote.is_none_or(|r| r == t.remote) && t.state() != State::Closed).then_some(
+                LadderTarget {
+                    handle: SocketHandle {
+                        index: id,
+                        generation: s.generation,
+                    },
+                    local: t.local,
+                    remote: t.remote,
+                    state: Some(t.state()),
+                },
+            )
+        });
+        live.or_else(|| {
+            let (handle, local, remote) = self.trace.segments.find(id, remote)?;
+            Some(self.target_of(handle, local, remote))
+        })
+    }
+
+    /// The connection whose remote port is `port`: the latest one with
+    /// recorded segments, else an open one.
+    pub fn ladder_target_by_port(&self, port: u16) -> Option<LadderTarget> {
+        if let Some((handle, local, remote)) = self.trace.segments.find_port(port) {
+            return Some(self.target_of(handle, local, remote));
+        }
+        self.slots.iter().enumerate().find_map(|(i, s)| {
+            let t = s.tcb.as_ref()?;
+            (t.remote.port() == port).then_some(LadderTarget {
+                handle: SocketHandle {
+                    index: i as u32,
+                    generation: s.generation,
+                },
+                local: t.local,
+                remote: t.remote,
+                state: Some(t.state()),
+            })
+        })
+    }
+
+    fn target_of(
+        &self,
+        handle: SocketHandle,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> LadderTarget {
+        let state = self
+            .slots
+            .get(handle.index as usize)
+            .filter(|s| s.generation == handle.generation)
+            .and_then(|s| s.tcb.as_ref())
+            .map(|t| t.state());
+        LadderTarget {
+            handle,
+            local,
+            remote,
+            state,
+        }
+    }
+
+    /// The handle of the connection in slot `idx` now.
+    fn handle_of(&self, idx: u32) -> Option<SocketHandle> {
+        let s = self.slots.get(idx as usize)?;
+        Some(SocketHandle {
+            index: idx,
+            generation: s.generation,
+        })
+    }
+
+    /// Before an incoming packet is processed: queue its segment event
+    /// and record it.
     pub(super) fn trace_in_pre(&mut self, packet: &[u8]) -> Option<InPre> {
         let (src, dst, repr) = parse_tcp(packet)?;
         let key: ConnKey = (u32::from(*src.ip()), src.port(), dst.port());
@@ -63,16 +179,28 @@ impl Stack {
             .filter(|t| t.state().is_synchronized())
             .map(|t| t.rcv_nxt());
         let seg = SegInfo::from_repr(Dir::In, &repr, Decision::Accepted);
-        let ev = TraceEvent {
-            t: self.trace.now,
+        let now = self.trace.now;
+        let pos = self.trace.push(TraceEvent {
+            t: now,
             id,
             local: dst,
             remote: src,
             kind: EventKind::Segment(seg),
+        });
+        let rec = if self.trace.segments.armed(now) {
+            let conn = id.and_then(|i| self.handle_of(i));
+            let log = &mut self.trace.segments;
+            log.record(now, conn, dst, src, seg, repr.payload);
+            Some(log.last_n())
+        } else {
+            None
         };
-        let pos = self.trace.push(ev)?;
+        if pos.is_none() && rec.is_none() {
+            return None;
+        }
         Some(InPre {
             pos,
+            rec,
             key,
             id,
             rcv_nxt,
@@ -100,10 +228,16 @@ impl Stack {
         };
         // A SYN to a listener created the connection: name it.
         let id = pre.id.or_else(|| self.conns.get(&pre.key).copied());
-        self.trace.set_decision(pre.pos, decision, id);
+        if let Some(pos) = pre.pos {
+            self.trace.set_decision(pos, decision, id);
+        }
+        if let Some(n) = pre.rec {
+            let conn = id.and_then(|i| self.handle_of(i));
+            self.trace.segments.set_decision(n, decision, conn);
+        }
     }
 
-    /// A packet was handed to the device: trace it if it is TCP.
+    /// A packet was handed to the device: trace and record it if it is TCP.
     pub(super) fn trace_out(&mut self, packet: &[u8], id: Option<u32>, retransmission: bool) {
         let Some((src, dst, repr)) = parse_tcp(packet) else {
             return;
@@ -114,13 +248,20 @@ impl Stack {
             Decision::Sent
         };
         let seg = SegInfo::from_repr(Dir::Out, &repr, decision);
+        let now = self.trace.now;
         self.trace.push(TraceEvent {
-            t: self.trace.now,
+            t: now,
             id,
             local: src,
             remote: dst,
             kind: EventKind::Segment(seg),
         });
+        if self.trace.segments.armed(now) {
+            let conn = id.and_then(|i| self.handle_of(i));
+            self.trace
+                .segments
+                .record(now, conn, src, dst, seg, repr.payload);
+        }
     }
 }
 
@@ -293,6 +434,93 @@ mod tests {
         exchange(now, &mut c, &mut s);
         let to: Vec<State> = s.recent_transitions().map(|t| t.to).collect();
         assert!(to.contains(&State::FinWait1), "{to:?}");
+    }
+
+    /// Client request, server answer in two segments of which the first is
+    /// lost, the RTO, the retransmission; returns the server stack and the
+    /// server's handle.
+    fn lossy_exchange(record: bool) -> (Stack, crate::tcp::SocketHandle) {
+        let mut c = Stack::new(Config::new(C), 1);
+        let mut s = Stack::new(Config::new(S), 2);
+        s.set_segment_recording(record);
+        let l = s.listen(80, 8).unwrap();
+        let mut now = Instant::from_millis(1);
+        let h = c.connect(now, SocketAddrV4::new(S, 80)).unwrap();
+        exchange(now, &mut c, &mut s);
+        let sh = s.accept(l).unwrap();
+        c.send(h, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        exchange(now, &mut c, &mut s);
+        let mut sink = [0u8; 64];
+        assert!(s.recv(sh, &mut sink).unwrap() > 0);
+        s.set_nodelay(sh, true);
+        let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1990\r\n\r\n".to_vec();
+        answer.resize(2000, b'x');
+        s.send(sh, &answer).unwrap();
+        let mut first = true;
+        pump(now, &mut s, &mut c, &mut |_| std::mem::take(&mut first));
+        pump(now, &mut c, &mut s, &mut |_| false);
+        now += Duration::from_secs(2);
+        s.handle_timeout(now);
+        exchange(now, &mut c, &mut s);
+        (s, sh)
+    }
+
+    #[test]
+    fn live_ladder_shows_handshake_data_and_the_retransmission() {
+        let (s, sh) = lossy_exchange(true);
+        let t = s.ladder_target(sh.id(), None).expect("the connection");
+        assert_eq!(t.handle, sh);
+        assert_eq!(t.state, Some(State::Established));
+        let rec = s.segment_log().of(t.handle, t.local, t.remote);
+        let trace = crate::ladder::live::trace(&rec, t.local, t.remote, 100);
+        let c = &trace.connections[0];
+        assert_eq!(c.client, t.remote, "the peer opened the connection");
+        let flags: Vec<String> = c.segments.iter().map(|s| s.flag_name()).collect();
+        assert_eq!(&flags[..3], ["SYN", "SYN-ACK", "ACK"], "{flags:?}");
+        assert_eq!(c.segments[0].seq, 0, "relative sequence numbers");
+        assert!(c.segments[0].options.iter().any(|o| o.starts_with("mss")));
+        // The request, recognized from the recorded payload prefix.
+        let req = c
+            .segments
+            .iter()
+            .find(|s| s.from_client && s.len > 0)
+            .unwrap();
+        assert_eq!(req.app, vec!["\"GET /x HTTP/1.1\"".to_string()]);
+        // The response's first segment (sent, then lost on the way) and its
+        // retransmission, marked by the ladder's analysis and by the stack.
+        let sent: Vec<&crate::ladder::Segment> = c
+            .segments
+            .iter()
+            .filter(|s| !s.from_client && s.len > 0)
+            .collect();
+        assert_eq!(sent[0].app, vec!["\"HTTP/1.1 200 OK\"".to_string()]);
+        let re = sent
+            .iter()
+            .find(|s| s.tags.contains(&crate::ladder::Tag::Retransmission))
+            .expect("a retransmission in the ladder");
+        assert_eq!(re.seq, sent[0].seq);
+        assert!(re.frame > sent[0].frame);
+        assert_eq!(re.decision.as_deref(), Some("retransmitted"));
+        let text = crate::ladder::text::render_connection(&trace, c, sh.id() as usize, 100);
+        assert!(
+            text.contains("*RETRANS*") && text.contains("(stack: retransmitted)"),
+            "{text}"
+        );
+        assert!(text.contains("recorded by ustack"), "{text}");
+    }
+
+    #[test]
+    fn recording_off_keeps_nothing() {
+        let (s, sh) = lossy_exchange(false);
+        assert_eq!(s.segment_log().records(), 0);
+        let t = s
+            .ladder_target(sh.id(), None)
+            .expect("the connection is open");
+        assert!(s
+            .segment_log()
+            .of(t.handle, t.local, t.remote)
+            .records
+            .is_empty());
     }
 
     #[test]

@@ -216,6 +216,26 @@ impl WsFollower {
     }
 }
 
+impl WsFollower {
+    /// Feed the next in-order payload of which only the first `p.len()` of
+    /// `total` bytes were captured (a capture's snap length, or the prefix a
+    /// live recording keeps). `None` if the frame boundaries are lost: a
+    /// frame header lies in the bytes not captured.
+    pub fn feed_cut(&mut self, p: &[u8], total: usize) -> Option<Vec<String>> {
+        let names = self.feed(p);
+        let missing = total.saturating_sub(p.len()) as u64;
+        if missing == 0 {
+            return Some(names);
+        }
+        if self.hdr_len == 0 && self.skip >= missing {
+            self.skip -= missing;
+            Some(names)
+        } else {
+            None
+        }
+    }
+}
+
 fn unmask(h: &FrameHead, body: &[u8], max: usize) -> Vec<u8> {
     body.iter()
         .take(max)
@@ -315,6 +335,23 @@ mod tests {
         let names = f.feed(&[0x8a, 0, 0x8a, 0, 0x8a, 0, 0x8a, 0, 0x8a, 0]);
         assert_eq!(names.len(), 4);
         assert_eq!(names[3], "+2 more WS frames");
+    }
+
+    #[test]
+    fn ws_cut_payload_is_followed_while_the_cut_is_inside_a_frame() {
+        // A 1000-byte binary frame of which 100 bytes were captured, then the
+        // next frame: followed.
+        let mut f = WsFollower::default();
+        let mut seg = vec![0x82, 126, 0x03, 0xe8];
+        seg.extend_from_slice(&[0; 96]);
+        assert_eq!(
+            f.feed_cut(&seg, 1004),
+            Some(vec!["WS binary FIN len=1000".to_string()])
+        );
+        assert_eq!(f.feed(&[0x89, 0]), vec!["WS ping FIN len=0"]);
+        // Two frames in one segment, the second header beyond the cut: lost.
+        let mut f = WsFollower::default();
+        assert_eq!(f.feed_cut(&[0x8a, 1, 0], 7), None);
     }
 
     #[test]

@@ -122,6 +122,14 @@ pub struct Segment {
     pub tags: Vec<Tag>,
     /// Application content recognized in the payload.
     pub app: Vec<String>,
+    /// What the stack itself decided, when the source knows it (a live
+    /// recording or a `--trace` file) and it is worth showing: e.g.
+    /// `out_of_window`, `dropped: tcp_bad_checksum`, `retransmitted`.
+    /// `None` for captures and for ordinary accepted or sent segments.
+    pub decision: Option<String>,
+    /// Segments of this connection left out just before this one (not
+    /// recorded, or cut from the drawing); the diagrams mark the gap.
+    pub skipped_before: u64,
 }
 
 impl Segment {
@@ -188,6 +196,17 @@ impl Segment {
             None if self.flags.syn() || self.flags.fin() => Class::Handshake,
             None => Class::Normal,
         }
+    }
+}
+
+/// The note for [`Segment::decision`]: the stack's decision about a segment
+/// (as the trace names it: `accepted`, `out_of_window`, `dropped` with a
+/// `reason`, `retransmitted`, ...), or `None` for the ordinary ones.
+pub fn decision_note(decision: &str, reason: Option<&str>) -> Option<String> {
+    match decision {
+        "accepted" | "sacked" | "sent" => None,
+        "dropped" => Some(format!("dropped: {}", reason.unwrap_or("?"))),
+        d => Some(d.to_string()),
     }
 }
 
@@ -269,6 +288,7 @@ impl Connection {
 
     /// Analyze and store one segment. `wire_len` is the payload length from
     /// the IP header; `tcp.payload` may be shorter if the capture cut it.
+    /// Returns the stored segment (`None` past [`MAX_STORED_SEGMENTS`]).
     pub(crate) fn push(
         &mut self,
         frame: usize,
@@ -276,7 +296,7 @@ impl Connection {
         from_client: bool,
         tcp: &TcpRepr,
         wire_len: usize,
-    ) {
+    ) -> Option<&mut Segment> {
         self.packets += 1;
         self.bytes += wire_len as u64;
         let (d, o) = if from_client { (0, 1) } else { (1, 0) };
@@ -384,9 +404,7 @@ impl Connection {
         // Application content.
         let mut app_labels = Vec::new();
         if wire_len > 0 {
-            let payload = tcp.payload;
-            let captured_all = payload.len() == wire_len;
-            app_labels = self.recognize(d, o, payload, in_order_new_data, captured_all);
+            app_labels = self.recognize(d, o, tcp.payload, wire_len, in_order_new_data);
         } else if tags.contains(&Tag::PrevNotCaptured) {
             self.sides[d].app = AppState::Lost;
         }
@@ -401,7 +419,7 @@ impl Connection {
 
         if self.segments.len() >= MAX_STORED_SEGMENTS {
             self.not_stored += 1;
-            return;
+            return None;
         }
         let base_d = self.sides[d].base.unwrap_or(seq);
         let base_o = self.sides[o].base.unwrap_or(ack);
@@ -439,30 +457,36 @@ impl Connection {
             sack,
             tags,
             app: app_labels,
+            decision: None,
+            skipped_before: 0,
         });
+        self.segments.last_mut()
     }
 
-    /// Labels for the application content of a payload. `in_order`: the
-    /// payload continues the byte stream exactly (WebSocket frames are only
-    /// followed on in-order data).
+    /// Labels for the application content of a payload, of which the
+    /// capture has the first `payload.len()` of `wire_len` bytes.
+    /// `in_order`: the payload continues the byte stream exactly (WebSocket
+    /// frames are only followed on in-order data).
     fn recognize(
         &mut self,
         d: usize,
         o: usize,
         payload: &[u8],
+        wire_len: usize,
         in_order: bool,
-        captured_all: bool,
     ) -> Vec<String> {
         match &mut self.sides[d].app {
             AppState::Lost => Vec::new(),
             AppState::WebSocket(ws) => {
-                if in_order && captured_all {
-                    ws.feed(payload)
-                } else {
-                    if in_order {
+                if !in_order {
+                    return Vec::new();
+                }
+                match ws.feed_cut(payload, wire_len) {
+                    Some(names) => names,
+                    None => {
                         self.sides[d].app = AppState::Lost;
+                        Vec::new()
                     }
-                    Vec::new()
                 }
             }
             AppState::Http => {
@@ -478,12 +502,21 @@ impl Connection {
                     Some(101) if (h.websocket_upgrade || self.upgrade_requested) && in_order => {
                         labels.push("WebSocket accepted".into());
                         let mut ws = WsFollower::default();
-                        if let Some(off) = h.body_offset {
-                            if captured_all {
-                                labels.extend(ws.feed(&payload[off.min(payload.len())..]));
+                        // The frames after the head, if the capture has the
+                        // whole head; else the frames cannot be followed.
+                        let followed = match h.body_offset {
+                            Some(off) => {
+                                let off = off.min(payload.len());
+                                let rest = wire_len.saturating_sub(off);
+                                ws.feed_cut(&payload[off..], rest).map(|n| labels.extend(n))
                             }
-                        }
-                        self.sides[d].app = AppState::WebSocket(ws);
+                            None if payload.len() == wire_len => Some(()),
+                            None => None,
+                        };
+                        self.sides[d].app = match followed {
+                            Some(()) => AppState::WebSocket(ws),
+                            None => AppState::Lost,
+                        };
                         self.sides[o].app = AppState::WebSocket(WsFollower::default());
                     }
                     _ => {}

@@ -5,8 +5,10 @@
 //! stack received or sent (not the payload), so the same [`Connection`]
 //! analysis as for a pcap applies. Differences from a capture of the same
 //! run: the trace is the stack's own view (a segment the fault injector
-//! dropped on the way out is still in it), and application content (HTTP,
-//! WebSocket) is not recognized because payloads are not recorded.
+//! dropped on the way out is still in it, and each segment carries the
+//! stack's decision, shown when it is not the ordinary one), and
+//! application content (HTTP, WebSocket) is not recognized because payloads
+//! are not recorded.
 
 use super::{Connection, LadderError, Skipped, Trace, MAX_CONNECTIONS};
 use crate::trace::json::{parse_line, Object};
@@ -45,6 +47,7 @@ pub fn load<R: BufRead>(input: R) -> Result<Trace, LadderError> {
         connections: Vec::new(),
         skipped: Skipped::default(),
         start_nanos: 0,
+        live: false,
     };
     let mut wall_us: u64 = 0;
     let mut by_pair: HashMap<(SocketAddrV4, SocketAddrV4), usize> = HashMap::new();
@@ -155,7 +158,11 @@ pub fn load<R: BufRead>(input: R) -> Result<Trace, LadderError> {
         };
         let c = &mut trace.connections[idx];
         let from_client = src == c.client;
-        c.push(n, ts_nanos, from_client, &tcp, len as usize);
+        if let Some(seg) = c.push(n, ts_nanos, from_client, &tcp, len as usize) {
+            seg.decision = o
+                .str("decision")
+                .and_then(|d| super::conn::decision_note(d, o.str("reason")));
+        }
     }
     if n == 0 {
         return Err(LadderError::Empty);
@@ -189,6 +196,8 @@ mod tests {
         assert_eq!(c.segments[3].seq, 1);
         assert_eq!(c.segments[3].window, 2048 << 5);
         assert_eq!(c.segments[4].tags, vec![Tag::Retransmission]);
+        assert_eq!(c.segments[4].decision.as_deref(), Some("retransmitted"));
+        assert_eq!(c.segments[0].decision, None);
         assert_eq!(
             c.segments[4].time,
             std::time::Duration::from_micros(250_030)

@@ -26,7 +26,9 @@
 //! 4. [`text`] and [`svg`] draw the diagram.
 //!
 //! [`synth`] builds small capture files segment by segment, for tests and
-//! lab exercises.
+//! lab exercises. [`live`] builds the same model from the segments the
+//! running stack recorded ([`crate::trace::segments`]), for the dashboard's
+//! ladder of a live connection; [`json`] writes it for the browser.
 //!
 //! Nothing here panics on any input: a bad file is a [`LadderError`], a
 //! malformed packet inside a good file is skipped and counted in
@@ -35,7 +37,9 @@
 pub mod app;
 pub mod capture;
 pub mod conn;
+pub mod json;
 pub mod jsonl;
+pub mod live;
 pub mod svg;
 pub mod synth;
 pub mod text;
@@ -144,6 +148,9 @@ pub struct Trace {
     pub skipped: Skipped,
     /// Capture time of the first record (ns since the UNIX epoch).
     pub start_nanos: u64,
+    /// Drawn from a live recording ([`live`]), not from a file: the
+    /// footer speaks of recorded segments, not of `--max`.
+    pub live: bool,
 }
 
 /// Which connection to draw.
@@ -184,6 +191,7 @@ pub fn load<R: Read>(input: R) -> Result<Trace, LadderError> {
         connections: Vec::new(),
         skipped: Skipped::default(),
         start_nanos: 0,
+        live: false,
     };
     // Key: the two endpoints, smaller first. Value: the current connection.
     let mut by_pair: HashMap<(SocketAddrV4, SocketAddrV4), usize> = HashMap::new();
@@ -344,6 +352,18 @@ impl Trace {
     /// The footer lines shared by both renderings: what was not drawn.
     pub fn footer(&self, conn: &Connection, max: usize) -> Vec<String> {
         let mut lines = Vec::new();
+        if self.live {
+            let left_out: u64 = conn.segments.iter().map(|s| s.skipped_before).sum();
+            let mut l = format!(
+                "{} segments recorded by ustack ({} payload bytes)",
+                conn.packets, conn.bytes
+            );
+            if left_out > 0 {
+                l.push_str(&format!("; {left_out} older ones not shown"));
+            }
+            lines.push(l);
+            return lines;
+        }
         let shown = conn.segments.len().min(max);
         let mut l = format!("{} segments, {} payload bytes", conn.packets, conn.bytes);
         if shown < conn.packets {

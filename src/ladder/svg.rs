@@ -62,8 +62,11 @@ const CLASSES: [Class; 9] = [
     Class::Rst,
 ];
 const APP_COLOUR: &str = "#2a7f2a";
+/// The stack's own decision (live recordings and traces).
+const STACK_COLOUR: &str = "#4b5563";
 
-fn class_id(c: Class) -> &'static str {
+/// The class name used for arrow markers (and by the dashboard).
+pub fn class_id(c: Class) -> &'static str {
     match c {
         Class::Normal => "normal",
         Class::Handshake => "handshake",
@@ -119,7 +122,9 @@ pub fn render(trace: &Trace, idx: usize, max: usize) -> String {
     render_connection(trace, c, idx, max)
 }
 
-fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> String {
+/// Draw connection `c` of `trace` (numbered `idx` in the title), at most
+/// `max` segments.
+pub fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> String {
     let segs = &c.segments[..c.segments.len().min(max)];
     let mut body = String::new();
     let angle = SLOPE.atan2(RIGHT_X - LEFT_X).to_degrees();
@@ -131,7 +136,7 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
         if let Some(p) = prev {
             let gap = seg.time.saturating_sub(p.time).as_secs_f64();
             y += ROW
-                + if p.tags.is_empty() && p.app.is_empty() {
+                + if p.tags.is_empty() && p.app.is_empty() && p.decision.is_none() {
                     0.0
                 } else {
                     LINE2
@@ -157,6 +162,18 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
                 }
                 y += 16.0;
             }
+        }
+        if seg.skipped_before > 0 {
+            if prev.is_some() {
+                y += 6.0;
+            }
+            let _ = writeln!(
+                body,
+                r##"<text x="{mid_x:.1}" y="{:.1}" class="idle gap">{}</text>"##,
+                y - 6.0,
+                escape(&super::text::skipped_text(seg.skipped_before))
+            );
+            y += 14.0;
         }
         prev = Some(seg);
         draw_segment(&mut body, seg, y, angle);
@@ -331,7 +348,7 @@ fn draw_segment(out: &mut String, seg: &Segment, y: f64, angle: f64) {
         cy - 5.0,
         escape(&cut(&seg.tcp_label(), MAX_LABEL_CHARS))
     );
-    if !seg.tags.is_empty() || !seg.app.is_empty() {
+    if !seg.tags.is_empty() || !seg.app.is_empty() || seg.decision.is_some() {
         let mut line2 = String::new();
         let mut used = 0;
         for t in &seg.tags {
@@ -341,6 +358,15 @@ fn draw_segment(out: &mut String, seg: &Segment, y: f64, angle: f64) {
             let _ = write!(
                 line2,
                 r##"<tspan font-weight="bold" style="fill:{tc}">{}</tspan>  "##,
+                escape(&l)
+            );
+        }
+        if let Some(d) = &seg.decision {
+            let l = format!("stack: {d}");
+            used += l.chars().count() + 2;
+            let _ = write!(
+                line2,
+                r##"<tspan class="stack" style="fill:{STACK_COLOUR}">{}</tspan>  "##,
                 escape(&l)
             );
         }

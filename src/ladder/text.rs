@@ -33,6 +33,9 @@ pub fn label(seg: &super::Segment) -> String {
         s.push(' ');
         s.push_str(a);
     }
+    if let Some(d) = &seg.decision {
+        s.push_str(&format!(" (stack: {d})"));
+    }
     s
 }
 
@@ -44,7 +47,9 @@ pub fn render(trace: &Trace, idx: usize, max: usize) -> String {
     render_connection(trace, c, idx, max)
 }
 
-fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> String {
+/// Draw connection `c` of `trace` (numbered `idx` in the title), at most
+/// `max` segments.
+pub fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> String {
     let segs = &c.segments[..c.segments.len().min(max)];
     let labels: Vec<String> = segs.iter().map(label).collect();
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
@@ -66,6 +71,9 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
 
     let mut prev: Option<std::time::Duration> = None;
     for (seg, lab) in segs.iter().zip(&labels) {
+        if seg.skipped_before > 0 {
+            out.push_str(&middle_line(w, &skipped_text(seg.skipped_before)));
+        }
         if let Some(p) = prev {
             let gap = seg.time.saturating_sub(p);
             if gap.as_nanos() >= IDLE_NANOS {
@@ -94,6 +102,12 @@ fn render_connection(trace: &Trace, c: &Connection, idx: usize, max: usize) -> S
         out.push_str(&format!("  {l}\n"));
     }
     out
+}
+
+/// The note for segments left out of a drawing.
+pub fn skipped_text(n: u64) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("... {n} segment{s} not shown here ...")
 }
 
 /// `---- label ------>` or `<--- label -------`, exactly `w` characters.

@@ -45,8 +45,14 @@
 //! `/api/stats` shows; it is `null` for segments that belong to no
 //! connection, such as a RST for a closed port). `ustack ladder FILE.jsonl`
 //! draws the segments of a trace like those of a pcap.
+//!
+//! ## Live ladders
+//! The same segment hooks feed [`segments`], a small bounded recording of
+//! recent segments (with payload prefixes) kept while a dashboard looks,
+//! from which [`crate::ladder::live`] draws the ladder of a live connection.
 
 pub mod json;
+pub mod segments;
 
 use crate::iface::DropReason;
 use crate::tcp::State;
@@ -184,6 +190,8 @@ pub struct Tracer {
     lost: u64,
     marks: Vec<Option<Mark>>,
     transitions: VecDeque<Transition>,
+    /// The recent segments for live ladder diagrams ([`segments`]).
+    pub segments: segments::SegmentLog,
 }
 
 /// Flag names, as the trace writes them (`SYN,ACK`).
@@ -275,6 +283,13 @@ impl Tracer {
     #[inline]
     pub fn full(&self) -> bool {
         self.full
+    }
+    /// Does anything want the segments in and out (the event log, or the
+    /// segment recording for live ladders)? The stack's segment hooks run
+    /// only then.
+    #[inline]
+    pub fn wants_segments(&self) -> bool {
+        self.full || self.segments.armed(self.now)
     }
     pub fn set_full(&mut self, on: bool) {
         self.full = on;

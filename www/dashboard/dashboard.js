@@ -9,6 +9,8 @@ const hist = new Map();           // key "id|remote" -> {first, samples:[], last
 let selected = null;              // key of the plotted connection
 let lastDoc = null;
 let ws = null, pollTimer = null, retry = 0;
+let ladderAsked = null;           // the selection last sent over /ws/stats ("id|remote")
+let ladderShown = null;           // the connection whose diagram is drawn
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, attrs, text) => {
@@ -48,7 +50,7 @@ function connect() {
   try { ws = new WebSocket(proto + "//" + location.host + "/ws/stats"); }
   catch (e) { startPolling(); return; }
   setStatus("connecting", "connecting…");
-  ws.onopen = () => { retry = 0; stopPolling(); setStatus("open", "live (WebSocket)"); };
+  ws.onopen = () => { retry = 0; stopPolling(); setStatus("open", "live (WebSocket)"); ladderAsked = null; askLadder(); };
   ws.onmessage = (m) => { try { update(JSON.parse(m.data)); } catch (e) { console.error(e); } };
   ws.onclose = () => {
     setStatus("closed", "disconnected — retrying");
@@ -63,6 +65,7 @@ function startPolling() {
     fetch("/api/stats", { cache: "no-store" }).then((r) => r.json()).then((d) => {
       if (!ws || ws.readyState !== 1) setStatus("polling", "live (polling /api/stats)");
       update(d);
+      pollLadder();
     }).catch(() => {});
   }, 1000);
 }
@@ -96,6 +99,8 @@ function update(d) {
   }
   renderMeta(d); renderCards(d); renderConns(d, live); renderPlots(); renderTransitions(d);
   renderDrops(d); renderImpair(d);
+  askLadder();
+  if (d.ladder) renderLadder(d.ladder);
 }
 
 // ---------------------------------------------------------------- rendering
@@ -140,7 +145,7 @@ function renderConns(d, live) {
                    fmtUs(c.rto_us), fmtBytes(c.cwnd), fmtBytes(c.ssthresh), fmtBytes(c.snd_wnd), fmtBytes(c.rcv_wnd),
                    c.retransmissions, c.mss];
     for (const v of cells) { const td = el("td"); if (v instanceof Node) td.append(v); else td.textContent = v; tr.append(td); }
-    tr.onclick = () => { selected = k; renderConns(lastDoc, live); renderPlots(); renderTransitions(lastDoc); };
+    tr.onclick = () => { selected = k; renderConns(lastDoc, live); renderPlots(); renderTransitions(lastDoc); askLadder(); };
     return tr;
   }));
 }
@@ -255,6 +260,68 @@ function renderImpair(d) {
   $("fault-rows").replaceChildren(...rows.map(([k, v]) => {
     const tr = el("tr"); tr.append(el("td", {}, k.replace(/^fault_/, "")), el("td", {}, fmtCount(v))); return tr;
   }));
+}
+
+// ---------------------------------------------------------------- ladder
+// The ladder diagram of the selected connection is drawn by ustack itself
+// (src/ladder, the code behind `ustack ladder --svg`) from the segments it
+// recorded. Over the WebSocket the page says which connection it shows
+// ({"ladder": id, "remote": "a.b.c.d:port"}) and every push then carries
+// doc.ladder, with a new SVG when segments were recorded since the last
+// one; while polling, the page fetches /api/ladder itself.
+
+function selectedInfo() { const h = selected && hist.get(selected); return h ? h.info : null; }
+
+function ladderQuery(c, fmt, max) {
+  return `/api/ladder?conn=${c.id}&remote=${encodeURIComponent(c.remote)}&format=${fmt}` + (max ? `&max=${max}` : "");
+}
+
+function askLadder() {
+  const c = selectedInfo();
+  if (!c || !ws || ws.readyState !== 1 || ladderAsked === selected) return;
+  ladderAsked = selected;
+  if (ladderShown !== selected) { $("ladder-status").dataset.state = "ok"; $("ladder-status").textContent = "loading…"; }
+  ws.send(JSON.stringify({ ladder: c.id, remote: c.remote }));
+}
+
+function pollLadder() {
+  const c = selectedInfo();
+  if (!c || (ws && ws.readyState === 1)) return;
+  fetch(ladderQuery(c, "svg"), { cache: "no-store" }).then((r) => r.ok ? r.text() : Promise.reject(r.status))
+    .then((svg) => renderLadder({ id: c.id, remote: c.remote, state: c.state, changed: true, svg }))
+    .catch(() => {});
+}
+
+function renderLadder(l) {
+  const status = $("ladder-status");
+  const c = selectedInfo();
+  // A push for a connection the page no longer shows (the selection changed).
+  if (!c || l.id !== c.id || (l.remote && l.remote !== c.remote)) return;
+  const key = c.id + "|" + c.remote;
+  $("ladder-name").textContent = `#${c.id} ${c.local} ⇄ ${c.remote}`;
+  $("ladder-svg").href = ladderQuery(c, "svg", 2000);
+  $("ladder-text").href = ladderQuery(c, "text", 2000);
+  if (l.error) { status.dataset.state = "error"; status.textContent = l.error; return; }
+  status.dataset.state = "ok";
+  status.textContent = `${l.state || "closed"} · ${l.records ?? "?"} segments recorded` +
+    (l.watched === false ? " (shared ring: the oldest may be overwritten)" : "") + " · live";
+  if (!l.changed || !l.svg) return;
+  const parsed = new DOMParser().parseFromString(l.svg, "image/svg+xml");
+  const root = parsed.documentElement;
+  if (!root || root.nodeName !== "svg") return;
+  const box = $("ladder");
+  // A shadow root keeps the diagram's own stylesheet away from the page's.
+  const shadow = box.shadowRoot || box.attachShadow({ mode: "open" });
+  // A new connection is shown from the top (the handshake); after that the
+  // view follows the newest segments if it was scrolled to the end.
+  const first = ladderShown !== key;
+  const follow = !first && box.scrollTop > 0 && box.scrollTop + box.clientHeight >= box.scrollHeight - 30;
+  const style = document.createElement("style");
+  style.textContent = "svg { display:block; width:100%; max-width:1100px; height:auto; }";
+  shadow.replaceChildren(style, document.importNode(root, true));
+  ladderShown = key;
+  if (first) box.scrollTop = 0;
+  else if (follow) box.scrollTop = box.scrollHeight;
 }
 
 renderPlots();
