@@ -549,30 +549,31 @@ impl Web {
             }
         }
         match &mut conn.proto {
+            // The response is generated straight into TCP's send buffer.
             Proto::Http(hc) => loop {
-                let cap = stack.send_capacity(h).min(self.wbuf.len());
-                if cap == 0 {
-                    break;
-                }
-                let n = {
+                // At most 64 KiB per call (the ring grows as it fills, and a
+                // small answer gets a small buffer).
+                let cap = stack
+                    .send_capacity(h)
+                    .min(hc.output_ready().min(64 * 1024) as usize);
+                let n = if cap == 0 {
+                    0
+                } else {
+                    stack
+                        .send_with(h, cap, |buf| hc.fill_output(now, buf))
+                        .unwrap_or(0)
+                };
+                wrote |= n > 0;
+                let more = {
                     let mut ctx = Ctx {
                         stack,
                         device: &device,
                         now,
                     };
-                    hc.poll_output(now, &mut self.wbuf[..cap], &mut ctx)
+                    hc.finish_output(now, &mut ctx)
                 };
-                if n == 0 {
+                if n == 0 && !more {
                     break;
-                }
-                match stack.send(h, &self.wbuf[..n]) {
-                    Ok(m) if m == n => wrote = true,
-                    // Cannot happen (we asked for the capacity); never lose bytes silently.
-                    _ => {
-                        log::error!("web {h:?}: send buffer refused bytes it offered; closing");
-                        stack.abort(h);
-                        return wrote;
-                    }
                 }
             },
             Proto::Ws(w) => loop {

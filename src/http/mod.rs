@@ -502,41 +502,65 @@ impl HttpConnection {
     pub fn poll_output(&mut self, now: Instant, buf: &mut [u8], ctx: &mut dyn Context) -> usize {
         let mut n = 0;
         loop {
-            if self.abort {
-                break;
+            n += self.fill_output(now, &mut buf[n..]);
+            if !self.finish_output(now, ctx) {
+                return n;
             }
-            if self.out_pos < self.out.len() {
-                let k = (self.out.len() - self.out_pos).min(buf.len() - n);
-                buf[n..n + k].copy_from_slice(&self.out[self.out_pos..self.out_pos + k]);
-                self.out_pos += k;
-                n += k;
-            }
-            if self.out_pos == self.out.len() && !self.out.is_empty() {
-                self.out.clear();
-                self.out_pos = 0;
-            }
-            if self.out.is_empty() && self.body.remaining() > 0 && n < buf.len() {
-                match self.body.read(&mut buf[n..]) {
-                    Ok(k) => n += k,
-                    Err(e) => {
-                        log::warn!("http: response body failed: {e}");
-                        self.abort = true;
-                        break;
-                    }
+        }
+    }
+
+    /// Bytes of output ready to be written now (head bytes queued plus the
+    /// rest of the current body): how much room [`Self::fill_output`] can use.
+    pub fn output_ready(&self) -> u64 {
+        if self.abort {
+            return 0;
+        }
+        (self.out.len() - self.out_pos) as u64 + self.body.remaining()
+    }
+
+    /// The first half of [`Self::poll_output`], which needs no [`Context`]:
+    /// copy queued head bytes and generate body bytes into `buf` (for
+    /// example straight into a TCP send buffer). Call
+    /// [`Self::finish_output`] after it.
+    pub fn fill_output(&mut self, now: Instant, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        if self.abort {
+            return 0;
+        }
+        if self.out_pos < self.out.len() {
+            let k = (self.out.len() - self.out_pos).min(buf.len());
+            buf[..k].copy_from_slice(&self.out[self.out_pos..self.out_pos + k]);
+            self.out_pos += k;
+            n += k;
+        }
+        if self.out_pos == self.out.len() && !self.out.is_empty() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        if self.out.is_empty() && self.body.remaining() > 0 && n < buf.len() {
+            match self.body.read(&mut buf[n..]) {
+                Ok(k) => n += k,
+                Err(e) => {
+                    log::warn!("http: response body failed: {e}");
+                    self.abort = true;
                 }
             }
-            if self.responding && self.out.is_empty() && self.body.remaining() == 0 {
-                self.finish_response(now, ctx);
-                if self.responding {
-                    continue; // the next pipelined response
-                }
-            }
-            break;
         }
         if n > 0 {
             self.out_progress = now;
         }
         n
+    }
+
+    /// The second half of [`Self::poll_output`]: if the current response
+    /// has been written completely, finish it (close, or start the next
+    /// pipelined request). True if that queued more output.
+    pub fn finish_output(&mut self, now: Instant, ctx: &mut dyn Context) -> bool {
+        if self.abort || !self.responding || !self.out.is_empty() || self.body.remaining() > 0 {
+            return false;
+        }
+        self.finish_response(now, ctx);
+        self.responding
     }
 
     /// True when the connection must be closed now: all output has been

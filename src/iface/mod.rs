@@ -1458,6 +1458,21 @@ impl Stack {
         r
     }
 
+    /// Queue data written in place: `fill` gets (part of) the free space of
+    /// the send buffer, at most `max` bytes, and returns how many it wrote.
+    /// Saves the copy through an application buffer (`send`) for data the
+    /// application generates (an HTTP response body).
+    pub fn send_with(
+        &mut self,
+        h: SocketHandle,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        let r = self.tcb_mut(h)?.send_with(max, fill);
+        self.after_op(h.index);
+        r
+    }
+
     /// Free space in the send buffer (0 once the write side is closed).
     pub fn send_capacity(&self, h: SocketHandle) -> usize {
         self.tcb(h).map(|t| t.send_capacity()).unwrap_or(0)

@@ -135,6 +135,25 @@ impl RingBuffer {
         n
     }
 
+    /// Let `fill` write up to `max` bytes straight into the free space after
+    /// the stored bytes (the first contiguous part of it: the ring may wrap,
+    /// so `fill` can get less than `max`; call again for the rest) and
+    /// store what it says it wrote. Returns that count. This is `enqueue`
+    /// without the caller's intermediate buffer.
+    pub fn enqueue_with(&mut self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        let max = max.min(self.window());
+        if max == 0 {
+            return 0;
+        }
+        self.reserve(self.len + max);
+        let size = self.storage.len();
+        let pos = (self.head + self.len) % size;
+        let contiguous = max.min(size - pos);
+        let n = fill(&mut self.storage[pos..pos + contiguous]).min(contiguous);
+        self.len += n;
+        n
+    }
+
     /// Mark `n` bytes written by `write_at(0, ..)` as stored.
     pub fn commit(&mut self, n: usize) {
         debug_assert!(self.len + n <= self.capacity);
@@ -443,6 +462,37 @@ mod tests {
         assert_eq!(r.enqueue(&[0u8; 5000]), 1500);
         assert_eq!(r.window(), 0);
         assert_eq!(r.enqueue(&[0u8; 1]), 0);
+    }
+
+    #[test]
+    fn enqueue_with_writes_in_place_and_wraps() {
+        let mut r = RingBuffer::new(4096);
+        assert_eq!(r.enqueue(&[1u8; 3000]), 3000);
+        let mut out = [0u8; 2000];
+        assert_eq!(r.dequeue(&mut out), 2000);
+        // 1000 stored at [2000, 3000): free space is [3000, 4096) then [0, 2000).
+        let n = r.enqueue_with(2500, |buf| {
+            assert_eq!(buf.len(), 1096, "the contiguous part only");
+            buf.fill(2);
+            buf.len()
+        });
+        assert_eq!(n, 1096);
+        let n = r.enqueue_with(2500, |buf| {
+            buf[..700].fill(3);
+            700 // it may write less than offered
+        });
+        assert_eq!(n, 700);
+        assert_eq!(r.len(), 1000 + 1096 + 700);
+        let mut all = vec![0u8; r.len()];
+        r.read_at(0, &mut all);
+        assert!(all[..1000].iter().all(|&b| b == 1));
+        assert!(all[1000..2096].iter().all(|&b| b == 2));
+        assert!(all[2096..].iter().all(|&b| b == 3));
+        // Never past the capacity, whatever `fill` claims.
+        let n = r.enqueue_with(usize::MAX, |buf| buf.len() + 10);
+        assert_eq!(r.len() + r.window(), 4096);
+        assert!(n <= 4096 - 2796);
+        assert_eq!(r.enqueue_with(10, |_| 5), 0, "full");
     }
 
     #[test]

@@ -515,6 +515,34 @@ impl Tcb {
         Ok(n)
     }
 
+    /// [`Tcb::send`] in place: `fill` writes up to `max` bytes directly into
+    /// the send buffer (see [`RingBuffer::enqueue_with`]: it may be offered
+    /// less than `max` where the ring wraps). Returns the bytes queued.
+    pub fn send_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            State::Closed | State::Listen => return Err(TcpError::NotConnected),
+            _ => return Err(TcpError::WriteClosed),
+        }
+        if self.fin_queued {
+            return Err(TcpError::WriteClosed);
+        }
+        if max == 0 {
+            return Ok(0);
+        }
+        if self.send_buf.window() == 0 {
+            return Err(TcpError::WouldBlock);
+        }
+        Ok(self.send_buf.enqueue_with(max, fill))
+    }
+
     pub fn send_capacity(&self) -> usize {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait
