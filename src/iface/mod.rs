@@ -269,6 +269,25 @@ pub struct Stack {
 
 const EPHEMERAL_FIRST: u16 = 49152;
 
+/// The wire form of a segment a connection dispatched.
+fn segment_repr<'a>(tcb: &Tcb, seg: &SegmentOut, payload: &'a [u8]) -> TcpRepr<'a> {
+    TcpRepr {
+        src_port: tcb.local.port(),
+        dst_port: tcb.remote.port(),
+        flags: TcpFlags(seg.flags),
+        seq_number: SeqNumber(seg.seq),
+        ack_number: SeqNumber(if seg.flags & ACK != 0 { seg.ack } else { 0 }),
+        window_len: seg.window,
+        urgent_at: 0,
+        max_seg_size: seg.mss,
+        window_scale: seg.window_scale,
+        sack_permitted: seg.sack_permitted,
+        sack_ranges: seg.sack_ranges,
+        timestamp: seg.timestamp,
+        payload,
+    }
+}
+
 impl Stack {
     pub fn new(config: Config, seed: u64) -> Stack {
         let mut rng = Rng::derive(seed, "stack");
@@ -927,6 +946,57 @@ impl Stack {
         None
     }
 
+    /// [`Self::poll_transmit`] without copying payload: the headers (IPv4 +
+    /// TCP, or a whole control packet) are written into `buf` and their
+    /// length returned with the payload as up to two slices of the
+    /// connection's send buffer; the packet is `buf[..len]` followed by the
+    /// slices (a device writes them with one `writev`, see
+    /// [`crate::phy::Device::send_parts`]). While segments are traced the
+    /// whole packet is built in `buf` instead (the slices are empty).
+    #[must_use]
+    pub fn poll_transmit_parts(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(usize, [&[u8]; 2])> {
+        if !self.control.is_empty() || self.trace.wants_segments() {
+            return self
+                .poll_transmit(now, buf)
+                .map(|n| (n, [&[][..], &[][..]]));
+        }
+        while let Some(&idx) = self.tx_queue.front() {
+            let i = idx as usize;
+            let seg = match self.slots[i].tcb.as_mut() {
+                Some(tcb) => tcb.dispatch(now, &mut self.stats),
+                None => None,
+            };
+            match seg {
+                Some(seg) => {
+                    let hl = self.emit_segment_headers(i, &seg, buf);
+                    self.count_out(hl + seg.payload_len);
+                    self.tx_queue.pop_front();
+                    self.slots[i].in_tx = false;
+                    self.after_op(idx);
+                    // (after_op never frees a connection that just sent data)
+                    let parts = match self.slots[i].tcb.as_ref() {
+                        Some(tcb) if seg.payload_len > 0 => {
+                            let (a, b) = tcb.send_slices(seg.payload_offset, seg.payload_len);
+                            [a, b]
+                        }
+                        _ => [&[][..], &[][..]],
+                    };
+                    return Some((hl, parts));
+                }
+                None => {
+                    self.tx_queue.pop_front();
+                    self.slots[i].in_tx = false;
+                    self.after_op_no_tx(idx);
+                }
+            }
+        }
+        None
+    }
+
     fn count_out(&mut self, n: usize) {
         self.stats.packets_out += 1;
         self.stats.bytes_out += n as u64;
@@ -1029,6 +1099,27 @@ impl Stack {
         }
     }
 
+    /// The headers of `seg` (see [`Self::poll_transmit_parts`]).
+    fn emit_segment_headers(&mut self, i: usize, seg: &SegmentOut, buf: &mut [u8]) -> usize {
+        let ident = self.next_ident();
+        let tcb = self.slots[i]
+            .tcb
+            .as_ref()
+            .expect("dispatching slot has a TCB");
+        let ip = Ipv4Repr {
+            src_addr: self.config.addr,
+            dst_addr: *tcb.remote.ip(),
+            protocol: IpProtocol::Tcp,
+            payload_len: 0,
+            ttl: self.config.ttl,
+            ident,
+            dont_frag: true,
+        };
+        let (a, b) = tcb.send_slices(seg.payload_offset, seg.payload_len);
+        let repr = segment_repr(tcb, seg, &[]);
+        wire::emit_ipv4_tcp_headers(buf, &ip, &repr, [a, b], self.config.tx_checksum_offload)
+    }
+
     fn emit_segment(&mut self, i: usize, seg: &SegmentOut, buf: &mut [u8]) -> usize {
         let ident = self.next_ident();
         let tcb = self.slots[i]
@@ -1053,21 +1144,7 @@ impl Stack {
             self.scratch.extend_from_slice(b);
             &self.scratch
         };
-        let repr = TcpRepr {
-            src_port: tcb.local.port(),
-            dst_port: tcb.remote.port(),
-            flags: TcpFlags(seg.flags),
-            seq_number: SeqNumber(seg.seq),
-            ack_number: SeqNumber(if seg.flags & ACK != 0 { seg.ack } else { 0 }),
-            window_len: seg.window,
-            urgent_at: 0,
-            max_seg_size: seg.mss,
-            window_scale: seg.window_scale,
-            sack_permitted: seg.sack_permitted,
-            sack_ranges: seg.sack_ranges,
-            timestamp: seg.timestamp,
-            payload,
-        };
+        let repr = segment_repr(tcb, seg, payload);
         wire::emit_ipv4_tcp_with(buf, &ip, &repr, self.config.tx_checksum_offload)
     }
 

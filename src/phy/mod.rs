@@ -68,6 +68,16 @@ pub trait Device {
     /// Send one IPv4 packet.
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()>;
 
+    /// Send one IPv4 packet given in parts (headers, then payload slices
+    /// straight from a send buffer). The default joins them and calls
+    /// [`Device::send`]; the TUN device writes them with one `writev`.
+    fn send_parts(&mut self, now: Instant, parts: &[&[u8]]) -> io::Result<()> {
+        match parts {
+            [one] => self.send(now, one),
+            _ => self.send(now, &parts.concat()),
+        }
+    }
+
     /// When a wrapper that holds packets back (delay, rate limit) next has
     /// something to deliver or send. `None`: nothing held.
     fn poll_at(&self) -> Option<Instant> {
@@ -92,6 +102,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         (**self).send(now, packet)
+    }
+    fn send_parts(&mut self, now: Instant, parts: &[&[u8]]) -> io::Result<()> {
+        (**self).send_parts(now, parts)
     }
     fn poll_at(&self) -> Option<Instant> {
         (**self).poll_at()

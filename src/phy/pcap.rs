@@ -48,14 +48,26 @@ impl<W: Write> Writer<W> {
 
     /// Write one packet captured at `ts` (time since the UNIX epoch).
     pub fn write_packet(&mut self, ts: Duration, packet: &[u8]) -> io::Result<()> {
-        let caplen = packet.len().min(SNAPLEN as usize);
+        self.write_packet_parts(ts, &[packet])
+    }
+
+    /// One packet given as consecutive parts (no copy to join them).
+    pub fn write_packet_parts(&mut self, ts: Duration, parts: &[&[u8]]) -> io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let caplen = len.min(SNAPLEN as usize);
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&(ts.as_secs() as u32).to_le_bytes());
         h[4..8].copy_from_slice(&ts.subsec_micros().to_le_bytes());
         h[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
-        h[12..16].copy_from_slice(&(packet.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(len as u32).to_le_bytes());
         self.out.write_all(&h)?;
-        self.out.write_all(&packet[..caplen])
+        let mut left = caplen;
+        for p in parts {
+            let k = p.len().min(left);
+            self.out.write_all(&p[..k])?;
+            left -= k;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -233,11 +245,15 @@ impl<D: Device, W: Write> PcapWriter<D, W> {
     }
 
     fn record(&mut self, now: Instant, packet: &[u8]) {
+        self.record_parts(now, &[packet])
+    }
+
+    fn record_parts(&mut self, now: Instant, parts: &[&[u8]]) {
         if self.failed {
             return;
         }
         let ts = self.epoch_base + Duration::from_micros(now.total_micros());
-        if let Err(e) = self.writer.write_packet(ts, packet) {
+        if let Err(e) = self.writer.write_packet_parts(ts, parts) {
             log::error!("pcap write failed, capture stopped: {e}");
             self.failed = true;
         }
@@ -262,6 +278,10 @@ impl<D: Device, W: Write> Device for PcapWriter<D, W> {
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         self.record(now, packet);
         self.inner.send(now, packet)
+    }
+    fn send_parts(&mut self, now: Instant, parts: &[&[u8]]) -> io::Result<()> {
+        self.record_parts(now, parts);
+        self.inner.send_parts(now, parts)
     }
     fn poll_at(&self) -> Option<Instant> {
         self.inner.poll_at()

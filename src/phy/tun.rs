@@ -364,21 +364,41 @@ impl TunDevice {
         Ok(Some((len, rx_meta(&hdr))))
     }
 
-    fn send_vnet(&mut self, packet: &[u8]) -> io::Result<()> {
-        let hdr = vnet_header(packet, self.mtu);
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr() as *mut _,
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: packet.as_ptr() as *mut _,
-                iov_len: packet.len(),
-            },
-        ];
-        // SAFETY: the iovecs point to live buffers; writev only reads them.
-        // A full TUN queue (EAGAIN) drops the packet, as a real link would.
-        retry(|| unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) }).map(|_| ())
+    fn send_vnet(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let total = parts.iter().map(|p| p.len()).sum();
+        let hdr = vnet_header_of(parts.first().copied().unwrap_or(&[]), total, self.mtu);
+        self.writev(Some(&hdr), parts)
+    }
+
+    /// One `writev`: the optional virtio-net header, then `parts`.
+    fn writev(&mut self, hdr: Option<&[u8; VNET_HDR_LEN]>, parts: &[&[u8]]) -> io::Result<()> {
+        const MAX_PARTS: usize = 8;
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_PARTS + 1];
+        let mut n = 0;
+        for p in hdr.map(|h| &h[..]).into_iter().chain(parts.iter().copied()) {
+            if p.is_empty() {
+                continue;
+            }
+            if n == iov.len() {
+                // More parts than we take: join them (never happens for
+                // the stack's at most three).
+                let joined = parts.concat();
+                return self.writev(hdr, &[&joined]);
+            }
+            iov[n] = libc::iovec {
+                iov_base: p.as_ptr() as *mut _,
+                iov_len: p.len(),
+            };
+            n += 1;
+        }
+        // SAFETY: the first `n` iovecs point to live buffers; writev only
+        // reads them. A full TUN queue (EAGAIN) drops the packet, as a real
+        // link would; TCP retransmits.
+        retry(|| unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), n as libc::c_int) })
+            .map(|_| ())
     }
 }
 
@@ -438,7 +458,14 @@ pub fn complete_checksum(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8]) {
 /// fits the MTU, which the kernel cuts (or delivers whole to a local
 /// socket). Other packets (ICMP) carry full checksums and a zero header.
 pub fn vnet_header(packet: &[u8], mtu: usize) -> [u8; VNET_HDR_LEN] {
+    vnet_header_of(packet, packet.len(), mtu)
+}
+
+/// [`vnet_header`] of a packet of `total` bytes that starts with `head`
+/// (its IPv4 and TCP headers, at least).
+fn vnet_header_of(head: &[u8], total: usize, mtu: usize) -> [u8; VNET_HDR_LEN] {
     let mut hdr = [0u8; VNET_HDR_LEN];
+    let packet = head;
     if packet.len() < 40 || packet[0] >> 4 != 4 || packet[9] != 6 {
         return hdr;
     }
@@ -448,14 +475,14 @@ pub fn vnet_header(packet: &[u8], mtu: usize) -> [u8; VNET_HDR_LEN] {
     }
     let thl = ((packet[ihl + 12] >> 4) as usize) * 4;
     let hl = ihl + thl;
-    if thl < 20 || hl > packet.len() {
+    if thl < 20 || hl > packet.len() || total < packet.len() {
         return hdr;
     }
     hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     hdr[2..4].copy_from_slice(&(hl as u16).to_ne_bytes());
     hdr[6..8].copy_from_slice(&(ihl as u16).to_ne_bytes());
     hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
-    if packet.len() > mtu && mtu > hl {
+    if total > mtu && mtu > hl {
         hdr[1] = VIRTIO_NET_HDR_GSO_TCPV4;
         hdr[4..6].copy_from_slice(&((mtu - hl) as u16).to_ne_bytes());
     }
@@ -492,9 +519,16 @@ impl Device for TunDevice {
         Ok(n.map(|n| (n, RxMeta::default())))
     }
 
+    fn send_parts(&mut self, _now: Instant, parts: &[&[u8]]) -> io::Result<()> {
+        if self.tso {
+            return self.send_vnet(parts);
+        }
+        self.writev(None, parts)
+    }
+
     fn send(&mut self, _now: Instant, packet: &[u8]) -> io::Result<()> {
         if self.tso {
-            return self.send_vnet(packet);
+            return self.send_vnet(&[packet]);
         }
         // SAFETY: `packet` is a valid readable buffer of `packet.len()` bytes.
         // A full TUN queue (EAGAIN) drops the packet, as a real link would;

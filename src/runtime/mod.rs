@@ -530,12 +530,13 @@ impl TraceWriter {
     }
 }
 
-/// Send everything the stack has to send.
+/// Send everything the stack has to send: headers from `buf`, payload
+/// straight from the connections' send buffers (one `writev` each).
 fn transmit(now: Instant, stack: &mut Stack, dev: &mut Link, buf: &mut [u8]) {
-    while let Some(n) = stack.poll_transmit(now, buf) {
+    while let Some((n, [a, b])) = stack.poll_transmit_parts(now, buf) {
         let n = n.min(buf.len());
-        if let Err(e) = dev.send(now, &buf[..n]) {
-            log::warn!("device send ({n} bytes): {e}");
+        if let Err(e) = dev.send_parts(now, &[&buf[..n], a, b]) {
+            log::warn!("device send ({} bytes): {e}", n + a.len() + b.len());
         }
     }
 }

@@ -57,6 +57,19 @@ pub fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
+/// The (unfolded) sum of `a` followed by `b`, as [`sum`] of their
+/// concatenation would give, without concatenating: when `a` has an odd
+/// length every 16-bit word of `b` straddles a byte boundary, which in one's
+/// complement arithmetic is a byte swap of `b`'s folded sum (RFC 1071 2(B)).
+pub fn sum_parts(a: &[u8], b: &[u8]) -> u64 {
+    let sb = sum(b);
+    if a.len() % 2 == 0 {
+        sum(a) + sb
+    } else {
+        sum(a) + u64::from(fold(sb).swap_bytes())
+    }
+}
+
 /// Add already-folded 16-bit sums (for example of separate buffers) and fold.
 pub fn combine(sums: &[u16]) -> u16 {
     fold(sums.iter().map(|&s| u64::from(s)).sum())
@@ -94,6 +107,15 @@ pub fn update(old_checksum: u16, old_word: u16, new_word: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sum_of_parts_equals_sum_of_the_whole() {
+        let data: Vec<u8> = (0..1001u32).map(|i| (i * 31 + 7) as u8).collect();
+        for cut in [0, 1, 2, 3, 500, 501, 999, 1000, 1001] {
+            let (a, b) = data.split_at(cut);
+            assert_eq!(fold(sum_parts(a, b)), fold(sum(&data)), "cut at {cut}");
+        }
+    }
 
     /// Reference implementation: the textbook loop over 16-bit words.
     fn naive(data: &[u8]) -> u16 {

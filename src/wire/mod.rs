@@ -34,7 +34,8 @@ pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 pub use pretty::PrettyPacket;
 pub use seq::SeqNumber;
 pub use tcp::{
-    emit_ipv4_tcp, emit_ipv4_tcp_with, TcpFlags, TcpOption, TcpOptions, TcpPacket, TcpRepr,
+    emit_ipv4_tcp, emit_ipv4_tcp_headers, emit_ipv4_tcp_with, TcpFlags, TcpOption, TcpOptions,
+    TcpPacket, TcpRepr,
 };
 
 /// A byte range of a header field.

@@ -729,6 +729,51 @@ pub fn emit_ipv4_tcp(buf: &mut [u8], ip: &Ipv4Repr, tcp: &TcpRepr) -> usize {
     emit_ipv4_tcp_with(buf, ip, tcp, false)
 }
 
+/// The IPv4 and TCP headers of a segment whose payload is `payload[0]`
+/// followed by `payload[1]` (for example straight from a send ring buffer,
+/// so the payload is never copied into the packet: the device writes the
+/// parts with one `writev`). `tcp.payload` is ignored. Returns the header
+/// length; the checksum covers the payload parts (or is partial, see
+/// [`emit_ipv4_tcp_with`]).
+pub fn emit_ipv4_tcp_headers(
+    buf: &mut [u8],
+    ip: &Ipv4Repr,
+    tcp: &TcpRepr,
+    payload: [&[u8]; 2],
+    partial_checksum: bool,
+) -> usize {
+    let payload_len = payload[0].len() + payload[1].len();
+    let hl = tcp.header_len();
+    let tcp_len = hl + payload_len;
+    let total = super::ipv4::HEADER_LEN + hl;
+    assert!(
+        buf.len() >= total,
+        "emit_ipv4_tcp_headers: buffer of {} bytes for {} bytes of headers",
+        buf.len(),
+        total
+    );
+    let ip_repr = Ipv4Repr {
+        protocol: IpProtocol::Tcp,
+        payload_len: tcp_len,
+        ..*ip
+    };
+    let (ip_buf, rest) = buf[..total].split_at_mut(super::ipv4::HEADER_LEN);
+    ip_repr.emit(&mut Ipv4Packet::new_unchecked(&mut *ip_buf), true);
+    tcp.emit_header(rest);
+    let ph = checksum::pseudo_header_sum(ip.src_addr, ip.dst_addr, IpProtocol::TCP, tcp_len as u32);
+    let c = if partial_checksum {
+        checksum::fold(u64::from(ph))
+    } else {
+        // The header length is a multiple of 4, so the payload's words line up.
+        let sum = u64::from(ph)
+            + checksum::sum(&rest[..hl])
+            + checksum::sum_parts(payload[0], payload[1]);
+        !checksum::fold(sum)
+    };
+    rest[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    total
+}
+
 /// [`emit_ipv4_tcp`], with `partial_checksum` for a device with checksum
 /// offload: the checksum field then holds only the folded pseudo-header
 /// sum (not complemented, as Linux's `CHECKSUM_PARTIAL` expects) and the
@@ -1041,6 +1086,43 @@ mod tests {
         assert!(x.contains(TcpFlags::SYN | TcpFlags::ACK) && x.syn() && x.ack() && !x.fin());
         x.remove(TcpFlags::SYN);
         assert_eq!(x, TcpFlags::ACK);
+    }
+
+    #[test]
+    fn headers_plus_payload_parts_equal_the_whole_packet() {
+        let payload: Vec<u8> = (0..1001u32).map(|i| (i * 13) as u8).collect();
+        let tcp = TcpRepr {
+            ack_number: SeqNumber(7),
+            window_len: 512,
+            timestamp: Some((3, 4)),
+            payload: &payload,
+            ..TcpRepr::new(80, 40000, SeqNumber(9), TcpFlags(0x18))
+        };
+        let ip = Ipv4Repr {
+            src_addr: DST,
+            dst_addr: SRC,
+            protocol: IpProtocol::Tcp,
+            payload_len: 0,
+            ttl: 64,
+            ident: 3,
+            dont_frag: true,
+        };
+        let mut whole = vec![0u8; 1600];
+        let n = emit_ipv4_tcp(&mut whole, &ip, &tcp);
+        for cut in [0, 1, 2, 333, 1000, 1001] {
+            for partial in [false, true] {
+                let (a, b) = payload.split_at(cut);
+                let mut head = [0u8; 120];
+                let hl = emit_ipv4_tcp_headers(&mut head, &ip, &tcp, [a, b], partial);
+                let mut joined = head[..hl].to_vec();
+                joined.extend_from_slice(a);
+                joined.extend_from_slice(b);
+                let mut expect = vec![0u8; 1600];
+                let m = emit_ipv4_tcp_with(&mut expect, &ip, &tcp, partial);
+                assert_eq!(m, n);
+                assert_eq!(joined, expect[..m], "cut {cut} partial {partial}");
+            }
+        }
     }
 
     #[test]
