@@ -348,7 +348,16 @@ impl HttpConn {
                 .strip_prefix("/bytes/")
                 .and_then(|s| s.parse::<u64>().ok())
             {
-                self.respond(200, "application/octet-stream", n, &[]);
+                let etag = format!("\"bytes-{n}\"");
+                let lm = ustack::http::date::format_http_date(
+                    ustack::http::site::EMBEDDED_LAST_MODIFIED,
+                );
+                let extra = [
+                    ("ETag", etag.as_str()),
+                    ("Last-Modified", lm.as_str()),
+                    ("Accept-Ranges", "bytes"),
+                ];
+                self.respond_with(200, "application/octet-stream", n, &[], &extra);
                 if method == "GET" {
                     self.body = if n > 0 {
                         Body::Bytes { n, off: 0 }
@@ -378,10 +387,31 @@ impl HttpConn {
             Sink::Discard(n) => body.extend_from_slice(n.to_string().as_bytes()),
         }
         body.push(b'\n');
-        self.respond(200, "text/plain", body.len() as u64, &body);
+        self.respond_with(
+            200,
+            "text/plain; charset=utf-8",
+            body.len() as u64,
+            &body,
+            &[("Cache-Control", "no-store")],
+        );
     }
 
     fn respond(&mut self, status: u16, ctype: &str, len: u64, body: &[u8]) {
+        self.respond_with(status, ctype, len, body, &[]);
+    }
+
+    /// The response head has the same fields as ustack's for the same
+    /// request (only `Server` differs), so a client such as wrk parses the
+    /// same amount for every server and the benchmark compares the stacks,
+    /// not the length of their answers (checked by a test below).
+    fn respond_with(
+        &mut self,
+        status: u16,
+        ctype: &str,
+        len: u64,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) {
         let reason = match status {
             200 => "OK",
             400 => "Bad Request",
@@ -390,17 +420,17 @@ impl HttpConn {
         if !self.keep_alive_req || status == 400 {
             self.close_after = true;
         }
-        let conn = if self.close_after {
-            "close"
-        } else {
-            "keep-alive"
-        };
-        self.out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {status} {reason}\r\nServer: bench\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: {conn}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
+        let mut head =
+            format!("HTTP/1.1 {status} {reason}\r\nServer: bench\r\nContent-Type: {ctype}\r\n");
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {len}\r\n"));
+        if self.close_after {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        self.out.extend_from_slice(head.as_bytes());
         self.out.extend_from_slice(body);
         self.input = Input::Busy;
     }
@@ -517,6 +547,49 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&b)
         );
+    }
+
+    #[test]
+    fn response_heads_have_the_fields_of_ustack() {
+        // The same request to ustack's own HTTP code and to this server:
+        // the header fields (names and values, in order) must agree but
+        // for `Server`.
+        fn fields(raw: &[u8]) -> Vec<String> {
+            let text = String::from_utf8_lossy(raw);
+            let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+            head.lines()
+                .filter(|l| !l.starts_with("Server:"))
+                .map(|l| l.to_string())
+                .collect()
+        }
+        struct NoCtx;
+        impl ustack::http::Context for NoCtx {
+            fn stats_json(&mut self) -> String {
+                String::new()
+            }
+            fn websocket_route(&self, _: &str) -> bool {
+                false
+            }
+        }
+        for req in [
+            &b"GET /bytes/100 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            &b"GET /bytes/100 HTTP/1.0\r\n\r\n"[..],
+            &b"POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"[..],
+        ] {
+            let (ours, _) = run(req);
+            let config = std::sync::Arc::new(ustack::http::ServerConfig::default());
+            let t = ustack::time::Instant::ZERO;
+            let mut u = ustack::http::HttpConnection::new(t, config);
+            u.handle_input(t, req, &mut NoCtx);
+            let mut buf = vec![0u8; 4096];
+            let n = u.poll_output(t, &mut buf, &mut NoCtx);
+            assert_eq!(
+                fields(&ours),
+                fields(&buf[..n]),
+                "{}",
+                String::from_utf8_lossy(req)
+            );
+        }
     }
 
     #[test]
