@@ -94,6 +94,9 @@ pub struct Options {
     pub offload: bool,
     /// Connection event log, JSON lines (see [`crate::trace`]).
     pub trace: Option<PathBuf>,
+    /// After a turn that moved packets, poll the device without sleeping
+    /// for this long (`--busy-poll`; zero: always sleep).
+    pub busy_poll: Duration,
 }
 
 impl Options {
@@ -112,6 +115,7 @@ impl Options {
             limits: crate::iface::Limits::default(),
             offload: true,
             trace: None,
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -312,6 +316,8 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
     let mut last_activity = Instant::ZERO;
     // Checked once at start (a signal may be pending before the first poll).
     let mut signal_ready = true;
+    // Busy polling (`--busy-poll`): spin instead of sleeping until then.
+    let mut busy_until = Instant::ZERO;
 
     loop {
         let now = clock.now();
@@ -361,6 +367,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         }
         if received > 0 {
             last_activity = now;
+            busy_until = now + opts.busy_poll;
         }
         // 2. Timers.
         if stack.poll_at().is_some_and(|t| t <= now) {
@@ -451,7 +458,13 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         ]
         .into_iter()
         .fold(None, min_deadline);
-        let timeout = if received == RX_BATCH {
+        let spinning = clock.now() < busy_until;
+        if spinning && received > 0 && received < RX_BATCH {
+            // Busy polling: straight back to reading (signals are looked at
+            // once the spin ends, at most `busy_poll` later).
+            continue;
+        }
+        let timeout = if received == RX_BATCH || spinning {
             0
         } else {
             timeout_ms(clock.now(), deadline)
