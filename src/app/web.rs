@@ -799,6 +799,16 @@ impl Service for Web {
     fn connections(&self) -> usize {
         self.conns.len()
     }
+
+    fn trim_memory(&mut self) -> usize {
+        let timers = self.timers.capacity();
+        if self.timers.len() < timers / 4 {
+            self.timers.shrink_to_fit();
+        }
+        super::shrink_map(&mut self.conns)
+            + super::shrink_map(&mut self.ids)
+            + (timers - self.timers.capacity()) * std::mem::size_of::<(Instant, SocketHandle)>()
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ use sys::SignalFd;
 /// Packets read from the device per loop turn at most.
 pub const RX_BATCH: usize = 256;
 
+/// After this long without a packet, memory kept only for reuse is given
+/// back ([`IdleTrim`]).
+pub const IDLE_TRIM: Duration = Duration::from_secs(2);
+
 /// Everything `ustack serve` needs to run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -302,6 +306,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         device_stats.borrow_mut().impairment = Some(impair_text.clone());
     }
     let mut next_device_stats = Instant::ZERO;
+    let mut idle = IdleTrim::default();
 
     loop {
         let now = clock.now();
@@ -348,6 +353,9 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
                     });
                 }
             }
+        }
+        if received > 0 {
+            idle.activity(now);
         }
         // 2. Timers.
         if stack.poll_at().is_some_and(|t| t <= now) {
@@ -415,9 +423,16 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
             }
         }
 
+        // Idle for a while: give memory kept for reuse back.
+        if idle.due(now, stack.connection_count()) {
+            trim_memory(&mut stack, &mut app);
+            idle.trimmed(stack.connection_count());
+        }
+
         // 6. Sleep until input or the next deadline.
         let deadline = [stack.poll_at(), app.poll_at(), dev.poll_at(), stop_deadline]
             .into_iter()
+            .chain([idle.poll_at()])
             .fold(None, min_deadline);
         let timeout = if received == RX_BATCH {
             0
@@ -428,6 +443,52 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
             .map_err(|source| RuntimeError::Io { op: "poll", source })?;
         let _ = ready; // the next turn reads both fds non-blockingly anyway
     }
+}
+
+/// When to give memory back: once [`IDLE_TRIM`] has passed without a
+/// packet, and again in the same quiet period whenever the number of
+/// connections has halved since (TIME-WAIT and idle connections end one by
+/// one after the load stops), so a long quiet period costs a few trims, not
+/// one per connection.
+#[derive(Debug, Default)]
+struct IdleTrim {
+    last_activity: Instant,
+    /// Connections at the last trim in this quiet period (None: not yet).
+    trimmed_at: Option<usize>,
+}
+
+impl IdleTrim {
+    fn activity(&mut self, now: Instant) {
+        self.last_activity = now;
+        self.trimmed_at = None;
+    }
+
+    fn due(&self, now: Instant, connections: usize) -> bool {
+        now >= self.last_activity + IDLE_TRIM
+            && self
+                .trimmed_at
+                .is_none_or(|n| connections < n && connections <= n / 2)
+    }
+
+    fn trimmed(&mut self, connections: usize) {
+        self.trimmed_at = Some(connections);
+    }
+
+    /// The first trim of a quiet period needs a wake-up (later ones follow
+    /// timer wake-ups, which is when connections end).
+    fn poll_at(&self) -> Option<Instant> {
+        self.trimmed_at
+            .is_none()
+            .then_some(self.last_activity + IDLE_TRIM)
+    }
+}
+
+/// Give memory back to the system: the stack's and the services' tables
+/// shrink, then the allocator returns free pages (`malloc_trim`).
+fn trim_memory(stack: &mut Stack, app: &mut App) {
+    let tables = stack.trim_memory() + app.trim_memory();
+    sys::malloc_trim();
+    log::debug!("idle: trimmed {tables} bytes of tables, malloc_trim");
 }
 
 /// Writes the stack's trace events to the `--trace` file, one JSON object
