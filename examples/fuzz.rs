@@ -1,6 +1,7 @@
 //! A stable-Rust fuzz driver: a seeded, coverage-less mutational loop over
 //! the committed corpus in `fuzz/corpus/<target>/`, for machines without
-//! nightly Rust (cargo-fuzz needs it). The targets themselves are in
+//! cargo-fuzz (libFuzzer, coverage-guided, is the better tool: see
+//! docs/reliability.md; scripts/test.sh falls back to this driver). The targets themselves are in
 //! `fuzz/targets.rs`, shared with the libFuzzer binaries in `fuzz/fuzz_targets/`.
 //!
 //! ```text

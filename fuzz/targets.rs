@@ -116,7 +116,9 @@ pub fn fix_checksums(p: &mut [u8]) {
 ///
 /// The input is a sequence of records `[mode, len_hi, len_lo, bytes...]`:
 /// bit 0 of `mode` = fix the checksums up (so mutations get past them),
-/// bits 1..7 = milliseconds to advance the clock before the packet.
+/// bits 1..7 = milliseconds to advance the clock before the packet; a
+/// `mode` of 0xF0 or more also trims the stack's tables after the packet
+/// (`Stack::trim_memory` must change nothing the stack does).
 pub fn packet_input(data: &[u8]) {
     let (mut st, _, l, h) = established_stack();
     let mut now = Instant::ZERO;
@@ -143,6 +145,9 @@ pub fn packet_input(data: &[u8]) {
             st.close(c);
         }
         while st.poll_transmit(now, &mut buf).is_some() {}
+        if mode >= 0xF0 {
+            st.trim_memory();
+        }
     }
     if let Some(h) = h {
         st.close(h);
@@ -172,6 +177,13 @@ pub fn packet_input(data: &[u8]) {
         left.is_empty(),
         "connections left after all timers ran out: {left:?} (next timer {:?}, now {now:?})",
         st.poll_at()
+    );
+    // With nothing left, trimming gives back (nearly) all table memory.
+    st.trim_memory();
+    assert!(
+        st.table_bytes() <= 1024,
+        "tables hold {} bytes with no connection after trim_memory",
+        st.table_bytes()
     );
 }
 

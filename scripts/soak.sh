@@ -16,7 +16,8 @@
 #   3. VmRSS is back within 10 % of its value after warm-up;
 #   4. no connection is left once the idle timeouts (HTTP 30 s, TIME-WAIT
 #      2 MSL = 60 s) have passed.
-# CI runs the short version: sudo scripts/soak.sh --minutes 1
+# The short version (tests/soak.rs, ignored until the stuck-connection bug in
+# docs/reliability.md is fixed): sudo scripts/soak.sh --minutes 1
 set -euo pipefail
 MINUTES=30
 IMPAIR="loss=1%,reorder=1%,dup=0.5%,delay=2ms,jitter=1ms"

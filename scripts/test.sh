@@ -77,11 +77,47 @@ echo "test.sh: building (cargo test --release --no-run)"
 
 echo "test.sh: running the tests"
 rc=0
-# Fuzz smoke (stable-Rust mutational drivers, 30 s per target: packet input
-# of a whole stack, HTTP parser, WebSocket decoder, permessage-deflate); a
-# finding fails the run. Long runs: docs/reliability.md.
-"${AS_USER[@]}" env PATH="$PATH" ${RUSTUP_HOME:+RUSTUP_HOME=$RUSTUP_HOME} ${CARGO_HOME:+CARGO_HOME=$CARGO_HOME} \
-    cargo run --release --quiet --example fuzz -- all --seconds 120 --seed 1 || rc=$?
+# Fuzz smoke, 30 s per target (packet input of a whole stack, HTTP parser,
+# WebSocket decoder, permessage-deflate); a finding fails the run. With
+# libFuzzer through cargo-fuzz (coverage-guided; installed from crates.io,
+# run on the stable toolchain with RUSTC_BOOTSTRAP=1 and no sanitizer), on a
+# scratch copy of the committed corpus; if cargo-fuzz cannot be installed,
+# the stable mutational driver instead. Long runs: docs/reliability.md.
+fuzz_smoke() {
+    local home="${CARGO_HOME:-$HOME/.cargo}"
+    if ! command -v cargo-fuzz >/dev/null && [ ! -x "$home/bin/cargo-fuzz" ]; then
+        echo "test.sh: installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+        "${AS_USER[@]}" env PATH="$PATH" ${RUSTUP_HOME:+RUSTUP_HOME=$RUSTUP_HOME} ${CARGO_HOME:+CARGO_HOME=$CARGO_HOME} \
+            cargo install --quiet cargo-fuzz --locked || return 2
+    fi
+    local scratch t
+    scratch=$(mktemp -d /tmp/ustack-fuzz.XXXXXX)
+    chmod 777 "$scratch"
+    for t in packet http ws deflate; do
+        mkdir -p "$scratch/$t" "$scratch/artifacts-$t"
+        cp fuzz/corpus/$t/* "$scratch/$t/"
+        chmod -R a+rwX "$scratch"
+        echo "test.sh: fuzz smoke (libFuzzer): ${t}_input, 30 s"
+        "${AS_USER[@]}" env PATH="$home/bin:$PATH" ${RUSTUP_HOME:+RUSTUP_HOME=$RUSTUP_HOME} ${CARGO_HOME:+CARGO_HOME=$CARGO_HOME} RUSTC_BOOTSTRAP=1 \
+            cargo fuzz run -s none "${t}_input" "$scratch/$t" -- \
+            -max_total_time=30 -timeout=10 -artifact_prefix="$scratch/artifacts-$t/" >"$scratch/$t.log" 2>&1 || {
+            echo "test.sh: fuzz smoke: ${t}_input FAILED (log and input kept in $scratch):"
+            grep -E -A3 "panicked|ERROR|SUMMARY" "$scratch/$t.log" | head -20
+            return 1
+        }
+        grep -E "^#[0-9]+[[:space:]]+DONE" "$scratch/$t.log" | tail -1 || true
+    done
+    rm -rf "$scratch"
+}
+fuzz_rc=0
+fuzz_smoke || fuzz_rc=$?
+if [ "$fuzz_rc" = 2 ]; then
+    echo "test.sh: cargo-fuzz not available: stable fuzz driver instead (30 s per target)"
+    "${AS_USER[@]}" env PATH="$PATH" ${RUSTUP_HOME:+RUSTUP_HOME=$RUSTUP_HOME} ${CARGO_HOME:+CARGO_HOME=$CARGO_HOME} \
+        cargo run --release --quiet --example fuzz -- all --seconds 120 --seed 1 || rc=$?
+elif [ "$fuzz_rc" != 0 ]; then
+    rc=1
+fi
 cargo test --release "${CARGO_ARGS[@]}" || rc=$?
 # cargo may have written a few files as root: give target/ back to the user.
 [ ${#AS_USER[@]} -gt 0 ] && chown -R "$SUDO_USER:" target 2>/dev/null || true

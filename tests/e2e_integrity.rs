@@ -3,13 +3,11 @@
 //! corruption, delay, jitter) must arrive complete and byte-exact, and a
 //! receiver that stops reading (zero window) must lose nothing.
 //!
-//! Sizes: the issue asks for 100 MB each way at 5 % loss. Uploads (the
-//! kernel sends, ustack receives) do 100 MB in seconds. Downloads (ustack
-//! sends) under 5 % loss *both ways* run at about 0.2 MB/s on this stack
-//! today (retransmission timeouts dominate: see docs/reliability.md), so
-//! 100 MB would take ~8 minutes per seed. The default download size is
-//! therefore 4 MB per seed; `USTACK_INTEGRITY_FULL=1` runs the full
-//! 100 MB downloads (USTACK_INTEGRITY_DOWNLOAD_MB=N / _UPLOAD_MB=N any size).
+//! Sizes: the issue's 100 MB download and 100 MB upload per seed at
+//! `loss=5%,reorder=5%,dup=2%,corrupt=0.5%` both ways (about 20 s for all
+//! three seeds in parallel: ustack sends at ~8-11 MB/s there, the kernel at
+//! ~30-45 MB/s). `USTACK_INTEGRITY_DOWNLOAD_MB=N` / `_UPLOAD_MB=N` change
+//! the sizes.
 //!
 //! Run as root: `sudo cargo test --release --test e2e_integrity`.
 
@@ -25,13 +23,10 @@ use std::time::{Duration, Instant};
 const LOSSY: &str = "loss=5%,reorder=5%,dup=2%,corrupt=0.5%";
 
 fn download_mb() -> u64 {
-    if std::env::var("USTACK_INTEGRITY_FULL").is_ok_and(|v| v == "1") {
-        return 100;
-    }
     std::env::var("USTACK_INTEGRITY_DOWNLOAD_MB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
+        .unwrap_or(100)
 }
 
 /// Read an HTTP/1.1 response head; returns the Content-Length.
@@ -154,8 +149,9 @@ fn upload_mb() -> u64 {
 }
 
 /// 5 % loss, 5 % reordering, 2 % duplication, 0.5 % corruption, both
-/// ways; three seeds (in parallel, one namespace each); a download
-/// (ustack sends) and a 100 MB upload (ustack receives) per seed.
+/// ways; three seeds (in parallel, one namespace each); a 100 MB download
+/// (ustack sends, every byte compared) and a 100 MB upload (ustack
+/// receives, SHA-256 compared) per seed.
 #[test]
 fn lossy_link_three_seeds_download_and_upload() {
     let (down_mb, up_mb) = (download_mb(), upload_mb());
@@ -196,13 +192,57 @@ fn lossy_link_three_seeds_download_and_upload() {
     });
 }
 
-/// 25 % loss: slow, but complete and correct. Both directions lossy at
-/// once stalls for minutes (Linux's and ustack's retransmission timers back
-/// off exponentially, and HTTP's 30 s body timeout then answers 408), so
-/// each direction is tested with loss on its data path: a 5 MB TCP echo
-/// with `in:loss=25%` (the kernel's data and ACKs are lost; no
-/// application timeout on the echo port), and a 128 kB download with
-/// `out:loss=25%` (ustack sends; about 9 kB/s today, docs/reliability.md).
+/// 25 % loss in both directions at once: a 5 MB upload (the kernel
+/// sends, ustack receives) is slow but complete and correct. The kernel's
+/// retransmission timer backs off past 30 s here (a quarter of its
+/// retransmissions and a quarter of ustack's ACKs are lost), so this
+/// needs HTTP's body timeout to measure silence and to outlast the back-off
+/// (`HttpLimits::body_timeout`, 120 s; with the old 30 s it answered 408).
+/// Ignored while it still fails: the body reader stops seeing data that
+/// arrived and the 408 comes 120 s after the last progress (an open bug,
+/// docs/reliability.md). Run it with `--ignored`.
+#[test]
+#[ignore = "open bug: the upload stalls and gets 408 (docs/reliability.md, \"a stalled upload under 25 % loss\")"]
+fn quarter_loss_both_ways_upload_is_correct() {
+    // Per-packet loss: with offload, --impair would lose whole 64 KB
+    // super-segments (docs/reliability.md).
+    let Some(env) = e2e_env_with(&["--impair", "loss=25%", "--seed", "5", "--no-offload"]) else {
+        return;
+    };
+    let to = env.sock(80);
+    let mbps = env.in_ns(|| upload_and_check(to, 5 << 20, 5, Duration::from_secs(900)));
+    report("loss=25% both ways: upload 5 MB", mbps);
+    let s = env.stats();
+    assert!(s["fault_in_lost"] > 0 && s["fault_out_lost"] > 0, "{s:?}");
+}
+
+/// Diagnostic (ignored; minutes): ustack *sending* under 25 % loss both
+/// ways (`sudo cargo test --release --test e2e_integrity -- --ignored
+/// quarter_loss_both_ways_download --nocapture`). Prints the throughput.
+#[test]
+#[ignore]
+fn quarter_loss_both_ways_download() {
+    let Some(env) = e2e_env_with(&["--impair", "loss=25%", "--seed", "6", "--no-offload"]) else {
+        return;
+    };
+    let to = env.sock(80);
+    let kb: u64 = std::env::var("USTACK_Q25_DOWN_KB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mbps = env.in_ns(|| download_and_check(to, kb << 10, Duration::from_secs(3600)));
+    report(&format!("loss=25% both ways: download {kb} kB"), mbps);
+    eprintln!("{:?}", env.stats());
+    let keep = env.dir.join("..").join("ustack-q25-download.pcap");
+    let _ = std::fs::copy(&env.pcap, &keep);
+    eprintln!("capture copied to {}", keep.display());
+}
+
+/// 25 % loss on one direction's data path: slow, but complete and correct
+/// (both directions at once: the two tests above). A 5 MB TCP echo with
+/// `in:loss=25%` (the kernel's data and ACKs are lost; no application
+/// timeout on the echo port), and a 128 kB download with `out:loss=25%`
+/// (ustack sends; docs/reliability.md).
 #[test]
 fn quarter_loss_is_slow_but_correct() {
     std::thread::scope(|sc| {
@@ -247,6 +287,13 @@ fn delay_and_jitter_transfer_is_correct() {
     report("delay=200ms,jitter=100ms: download 1 MB", down);
     let up = env.in_ns(|| upload_and_check(to, 4 << 20, 9, Duration::from_secs(90)));
     report("delay=200ms,jitter=100ms: upload 4 MB", up);
+    // For the record (docs/reliability.md): how much of ustack's sending
+    // was retransmission, though the link lost nothing.
+    let s = env.stats();
+    eprintln!(
+        "e2e_integrity: delay=200ms,jitter=100ms: packets out {}, retransmissions {} (no loss injected)",
+        s["packets_out"], s["retransmissions"]
+    );
 }
 
 /// Echo 10 MB while the kernel side stops reading for 4 s: ustack's send

@@ -382,6 +382,39 @@ fn zero_window_probes_back_off() {
     assert_eq!(s.stack.state(h), Some(State::Established));
 }
 
+/// The peer shrinks its window to zero with a flight outstanding (and
+/// drops it); the retransmission timeout then hands over to the persist
+/// timer. When the window opens again, the flight must be resent: the
+/// retransmission timer runs again (found by fuzzing: before the fix no
+/// timer ran and the connection hung forever).
+#[test]
+fn flight_is_resent_when_a_window_shrunk_to_zero_opens() {
+    let mut s = Script::passive(cfg_rto1s());
+    // With SACK (the scoreboard's pipe is what kept the flight from going).
+    let h = s.accept_with(0, seg("S").seq(0).mss(1460).sackp());
+    // A full initial window (10 segments, cwnd-limited: more is queued).
+    s.stack.send(h, &vec![5u8; 1460 * 12]).unwrap();
+    s.run_to(0);
+    for i in 0..10 {
+        s.expect_at(0, exp(".").seq(1 + 1460 * i).len(1460));
+    }
+    s.inject(10, seg(".").seq(1).ack(1).win(0));
+    // A tail loss probe at 200 ms; the RTO (1 s later) finds a zero
+    // window and hands over to the persist timer. The window opens before
+    // the persist timer's first probe.
+    s.expect_by(201, exp(".").seq(1 + 1460 * 9).len(1460));
+    let t = 1500;
+    s.run_to(t);
+    s.inject(t, seg(".").seq(1).ack(1).win(65535));
+    // The window is open and nothing was acknowledged: the flight goes
+    // again, at the latest one (backed-off) RTO later.
+    let o = s.next();
+    assert_eq!(o.seq, s.stack_iss.unwrap().wrapping_add(1), "{}", o.pretty);
+    assert!(o.payload.len() > 1 && o.t <= ms(t + 8000), "{}", o.pretty);
+    s.inject(o.t.total_millis() + 10, seg(".").seq(1).ack(1 + 1460 * 12));
+    assert_eq!(s.stack.state(h), Some(State::Established));
+}
+
 #[test]
 fn peer_mss_536_is_respected() {
     let mut s = Script::passive(cfg());

@@ -50,6 +50,7 @@ class Counters:
         self.ops = {}
         self.errors = {}
         self.samples = []
+        self.start = time.monotonic()
 
     def ok(self, name):
         with self.lock:
@@ -59,7 +60,8 @@ class Counters:
         with self.lock:
             self.errors[name] = self.errors.get(name, 0) + 1
             if len(self.samples) < 10:
-                self.samples.append(f"{name}: {what}")
+                # When (s after the start) tells a global stall from single ones.
+                self.samples.append(f"{name} at {time.monotonic() - self.start:.1f}s: {what}")
 
 
 def http_close(a, c, rnd, stop):

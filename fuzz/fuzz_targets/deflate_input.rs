@@ -1,5 +1,5 @@
-//! cargo-fuzz target `deflate` (libFuzzer; needs nightly Rust):
-//! `cargo +nightly fuzz run deflate_input -- fuzz/corpus/deflate` from the crate root.
+//! cargo-fuzz target `deflate` (libFuzzer; on stable Rust with RUSTC_BOOTSTRAP=1):
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none deflate_input fuzz/corpus/deflate` from the crate root.
 //! The target itself is shared with the stable driver `examples/fuzz.rs`:
 //! see `fuzz/targets.rs`.
 #![no_main]

@@ -1,5 +1,5 @@
-//! cargo-fuzz target `packet` (libFuzzer; needs nightly Rust):
-//! `cargo +nightly fuzz run packet_input -- fuzz/corpus/packet` from the crate root.
+//! cargo-fuzz target `packet` (libFuzzer; on stable Rust with RUSTC_BOOTSTRAP=1):
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none packet_input fuzz/corpus/packet` from the crate root.
 //! The target itself is shared with the stable driver `examples/fuzz.rs`:
 //! see `fuzz/targets.rs`.
 #![no_main]

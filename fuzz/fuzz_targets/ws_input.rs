@@ -1,5 +1,5 @@
-//! cargo-fuzz target `ws` (libFuzzer; needs nightly Rust):
-//! `cargo +nightly fuzz run ws_input -- fuzz/corpus/ws` from the crate root.
+//! cargo-fuzz target `ws` (libFuzzer; on stable Rust with RUSTC_BOOTSTRAP=1):
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none ws_input fuzz/corpus/ws` from the crate root.
 //! The target itself is shared with the stable driver `examples/fuzz.rs`:
 //! see `fuzz/targets.rs`.
 #![no_main]

@@ -202,4 +202,8 @@ impl Service for Echo {
     fn connections(&self) -> usize {
         self.conns.len()
     }
+
+    fn trim_memory(&mut self) -> usize {
+        super::shrink_map(&mut self.conns)
+    }
 }

@@ -71,6 +71,12 @@ pub trait Service {
 
     /// How many handles the service still holds.
     fn connections(&self) -> usize;
+
+    /// Shrink tables that are mostly empty (called when the process has
+    /// been idle for a while); returns the bytes of capacity released.
+    fn trim_memory(&mut self) -> usize {
+        0
+    }
 }
 
 /// Which services to run. The runtime fills it from the command line.
@@ -233,4 +239,23 @@ impl App {
     pub fn connections(&self) -> usize {
         self.services.iter().map(|s| s.connections()).sum()
     }
+
+    /// Shrink the services' mostly empty tables ([`Service::trim_memory`]);
+    /// returns the bytes of capacity released.
+    pub fn trim_memory(&mut self) -> usize {
+        self.services.iter_mut().map(|s| s.trim_memory()).sum()
+    }
+}
+
+/// Shrink a hash map that is at most a quarter full; returns the bytes of
+/// capacity released (approximately: keys, values and a control byte).
+pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+    m: &mut std::collections::HashMap<K, V, S>,
+) -> usize {
+    let cap = m.capacity();
+    if m.len() >= cap / 4 {
+        return 0;
+    }
+    m.shrink_to_fit();
+    (cap - m.capacity()) * (std::mem::size_of::<(K, V)>() + 1)
 }

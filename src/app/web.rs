@@ -865,6 +865,20 @@ impl Service for Web {
     fn connections(&self) -> usize {
         self.conns.len()
     }
+
+    fn trim_memory(&mut self) -> usize {
+        // Recycled HTTP connections are only kept for the next burst.
+        let pooled = self.http_pool.len() * std::mem::size_of::<HttpConnection>();
+        self.http_pool = Vec::new();
+        let timers = self.timers.capacity();
+        if self.timers.len() < timers / 4 {
+            self.timers.shrink_to_fit();
+        }
+        pooled
+            + super::shrink_map(&mut self.conns)
+            + super::shrink_map(&mut self.ids)
+            + (timers - self.timers.capacity()) * std::mem::size_of::<(Instant, SocketHandle)>()
+    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,12 @@ pub struct HttpLimits {
     /// (silently) after this long.
     pub idle_timeout: Duration,
     /// A request body that makes no progress for this long: 408 and close.
+    /// It measures silence, not the whole upload, and is long on purpose:
+    /// a live peer on a lossy path may be silent for minutes while its
+    /// retransmission timer backs off (Linux doubles it up to 120 s,
+    /// `TCP_RTO_MAX`), and giving up on it loses the whole upload. Slow
+    /// heads are the slowloris defence (`header_timeout`); a slow body only
+    /// holds its connection's bounded buffers.
     pub body_timeout: Duration,
     /// Output that makes no progress for this long (the peer stopped
     /// reading): the connection is dropped.
@@ -128,7 +134,7 @@ impl Default for HttpLimits {
             max_chunk_meta: 8 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
             send_timeout: Duration::from_secs(60),
         }
     }

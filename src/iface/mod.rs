@@ -244,6 +244,10 @@ pub struct Stack {
     isn: IsnGenerator,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Generation of a slot pushed anew at the end of `slots`: above that of
+    /// every slot [`Stack::trim_memory`] removed, so an old handle to a
+    /// removed index never matches the new slot there.
+    next_generation: u32,
     live: usize,
     /// Connections in TIME-WAIT, and their slots oldest first (entries may be stale).
     time_wait: usize,
@@ -303,6 +307,7 @@ impl Stack {
             isn,
             slots: Vec::new(),
             free: Vec::new(),
+            next_generation: 0,
             live: 0,
             time_wait: 0,
             tw_queue: VecDeque::new(),
@@ -1153,7 +1158,7 @@ impl Stack {
     fn insert(&mut self, tcb: Tcb, owner: Owner, _passive: bool) -> u32 {
         self.live += 1;
         let slot = Slot {
-            generation: 0,
+            generation: self.next_generation,
             tcb: Some(tcb),
             owner,
             in_map: false,
@@ -1384,17 +1389,85 @@ impl Stack {
         self.buffer_mem
     }
 
-    /// Give memory that is only kept for reuse back to the allocator: the
-    /// pool of free ring-buffer storage ([`crate::tcp::buffer::pool`]).
-    /// Call it when the stack has been idle for a while; it changes nothing
-    /// the stack does. Returns the bytes released.
+    /// Give memory the stack only keeps for reuse back to the allocator:
+    /// tables sized for a past peak of connections (the slot table's free
+    /// tail, the demux map, queues and the timer heap) shrink when they are
+    /// at most a quarter full. Call it when the stack has been idle for a
+    /// while (the runtime does); it changes nothing the stack does, and
+    /// costs O(live connections). Returns the bytes of table capacity
+    /// released.
     pub fn trim_memory(&mut self) -> usize {
-        crate::tcp::buffer::pool::trim()
+        let before = self.table_bytes();
+        // The slot table: free slots at the end go (handles are indices, so
+        // only the tail can); later slots there start above their generations.
+        let mut len = self.slots.len();
+        while len > 0 && self.slots[len - 1].tcb.is_none() && !self.slots[len - 1].in_tx {
+            len -= 1;
+            let g = self.slots[len].generation.wrapping_add(1);
+            self.next_generation = self.next_generation.max(g);
+        }
+        if len < self.slots.len() {
+            self.slots.truncate(len);
+            let n = len as u32;
+            // Free slots only: no live queue refers to them except stale entries.
+            self.free.retain(|&i| i < n);
+            self.tw_queue.retain(|&(i, _)| i < n);
+            self.timers.retain(|Reverse((_, i, _))| *i < n);
+            self.events
+                .retain(|e| !matches!(e, Event::Socket(h) if h.index >= n));
+            for l in self.listeners.values_mut() {
+                l.accept_queue.retain(|h| h.index < n);
+            }
+        }
+        if self.time_wait == 0 {
+            self.tw_queue.clear(); // only stale entries
+        }
+        // At most a quarter full: shrink (amortized: it takes a fall to a
+        // quarter of the capacity, and growth doubles again).
+        macro_rules! shrink {
+            ($($t:expr),*) => {$(
+                if $t.len() < $t.capacity() / 4 {
+                    $t.shrink_to_fit();
+                }
+            )*};
+        }
+        shrink!(
+            self.slots,
+            self.free,
+            self.conns,
+            self.timers,
+            self.tw_queue,
+            self.tx_queue,
+            self.events,
+            self.control
+        );
+        for l in self.listeners.values_mut() {
+            shrink!(l.accept_queue);
+        }
+        self.scratch = Vec::new();
+        // And the pool of free ring-buffer storage (crate::tcp::buffer::pool).
+        before.saturating_sub(self.table_bytes()) + crate::tcp::buffer::pool::trim()
     }
 
     /// Bytes of free buffer storage kept for reuse (see [`Self::trim_memory`]).
     pub fn pooled_memory(&self) -> usize {
         crate::tcp::buffer::pool::stats().0
+    }
+
+    /// Bytes of capacity of the stack's tables (not the connections'
+    /// buffers): what [`Stack::trim_memory`] can give back.
+    pub fn table_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.slots.capacity() * size_of::<Slot>()
+            + self.free.capacity() * size_of::<u32>()
+            + self.tw_queue.capacity() * size_of::<(u32, u32)>()
+            // (a hash map's buckets, approximately: key, value and a control byte)
+            + self.conns.capacity() * (size_of::<(ConnKey, u32)>() + 1)
+            + self.events.capacity() * size_of::<Event>()
+            + self.tx_queue.capacity() * size_of::<u32>()
+            + self.timers.capacity() * size_of::<Reverse<(Instant, u32, u32)>>()
+            + self.control.capacity() * size_of::<Control>()
+            + self.scratch.capacity()
     }
 
     /// Half-open (SYN-RECEIVED) connections of all listeners.

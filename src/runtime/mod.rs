@@ -59,8 +59,8 @@ use sys::SignalFd;
 /// Packets read from the device per loop turn at most.
 pub const RX_BATCH: usize = 256;
 
-/// After this long without a packet, pooled buffer memory is released
-/// ([`Stack::trim_memory`]).
+/// After this long without a packet, memory kept only for reuse is given
+/// back ([`IdleTrim`]).
 pub const IDLE_TRIM: Duration = Duration::from_secs(2);
 
 /// Everything `ustack serve` needs to run.
@@ -311,9 +311,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         device_stats.borrow_mut().impairment = Some(impair_text.clone());
     }
     let mut next_device_stats = Instant::ZERO;
-    // When the stack last moved a packet; pooled buffer memory is given
-    // back after IDLE_TRIM without traffic.
-    let mut last_activity = Instant::ZERO;
+    let mut idle = IdleTrim::default();
     // Checked once at start (a signal may be pending before the first poll).
     let mut signal_ready = true;
     // Busy polling (`--busy-poll`): spin instead of sleeping until then.
@@ -366,7 +364,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
             }
         }
         if received > 0 {
-            last_activity = now;
+            idle.activity(now);
             busy_until = now + opts.busy_poll;
         }
         // 2. Timers.
@@ -436,28 +434,17 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
             }
         }
 
-        // Idle: give pooled memory back (once per quiet period).
-        let mut trim_at = if stack.pooled_memory() == 0 {
-            None
-        } else {
-            Some(last_activity + IDLE_TRIM)
-        };
-        if trim_at.is_some_and(|t| t <= now) {
-            let n = stack.trim_memory();
-            log::debug!("idle: released {n} bytes of pooled buffers");
-            trim_at = None;
+        // Idle for a while: give memory kept for reuse back.
+        if idle.due(now, stack.connection_count()) {
+            trim_memory(&mut stack, &mut app);
+            idle.trimmed(stack.connection_count());
         }
 
         // 6. Sleep until input or the next deadline.
-        let deadline = [
-            stack.poll_at(),
-            app.poll_at(),
-            dev.poll_at(),
-            stop_deadline,
-            trim_at,
-        ]
-        .into_iter()
-        .fold(None, min_deadline);
+        let deadline = [stack.poll_at(), app.poll_at(), dev.poll_at(), stop_deadline]
+            .into_iter()
+            .chain([idle.poll_at()])
+            .fold(None, min_deadline);
         let spinning = clock.now() < busy_until;
         if spinning && received > 0 && received < RX_BATCH {
             // Busy polling: straight back to reading (signals are looked at
@@ -474,6 +461,52 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
         // The TUN fd is read on every turn anyway (non-blocking).
         signal_ready = sig;
     }
+}
+
+/// When to give memory back: once [`IDLE_TRIM`] has passed without a
+/// packet, and again in the same quiet period whenever the number of
+/// connections has halved since (TIME-WAIT and idle connections end one by
+/// one after the load stops), so a long quiet period costs a few trims, not
+/// one per connection.
+#[derive(Debug, Default)]
+struct IdleTrim {
+    last_activity: Instant,
+    /// Connections at the last trim in this quiet period (None: not yet).
+    trimmed_at: Option<usize>,
+}
+
+impl IdleTrim {
+    fn activity(&mut self, now: Instant) {
+        self.last_activity = now;
+        self.trimmed_at = None;
+    }
+
+    fn due(&self, now: Instant, connections: usize) -> bool {
+        now >= self.last_activity + IDLE_TRIM
+            && self
+                .trimmed_at
+                .is_none_or(|n| connections < n && connections <= n / 2)
+    }
+
+    fn trimmed(&mut self, connections: usize) {
+        self.trimmed_at = Some(connections);
+    }
+
+    /// The first trim of a quiet period needs a wake-up (later ones follow
+    /// timer wake-ups, which is when connections end).
+    fn poll_at(&self) -> Option<Instant> {
+        self.trimmed_at
+            .is_none()
+            .then_some(self.last_activity + IDLE_TRIM)
+    }
+}
+
+/// Give memory back to the system: the stack's and the services' tables
+/// shrink, then the allocator returns free pages (`malloc_trim`).
+fn trim_memory(stack: &mut Stack, app: &mut App) {
+    let tables = stack.trim_memory() + app.trim_memory();
+    sys::malloc_trim();
+    log::debug!("idle: trimmed {tables} bytes of tables, malloc_trim");
 }
 
 /// Writes the stack's trace events to the `--trace` file, one JSON object

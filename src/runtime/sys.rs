@@ -116,3 +116,16 @@ pub fn poll_readable<const N: usize>(fds: [RawFd; N], timeout_ms: i32) -> io::Re
     }
     Ok(pfds.map(|p| p.revents != 0))
 }
+
+/// Return free heap memory to the kernel (glibc's `malloc_trim(0)`: the
+/// top of every arena and the free pages inside them). glibc keeps freed
+/// memory for reuse, so after a burst of load the RSS would otherwise stay
+/// near its peak. Elsewhere (musl, other systems) this does nothing.
+pub fn malloc_trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only changes which free
+    // memory the allocator keeps mapped.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

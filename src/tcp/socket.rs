@@ -912,6 +912,18 @@ impl Tcb {
             self.clear_timer(Timer::Persist);
             self.persist_backoff = 0;
             self.probes_unanswered = 0;
+            // RFC 6298 5.1: data outstanding means a running retransmission
+            // timer. A timeout into a zero window handed the flight to the
+            // persist timer (`on_rto`); once the window opens again, the
+            // flight is the retransmission timer's again (without this, a
+            // flight the peer dropped while its window was closed was never
+            // resent: found by fuzzing).
+            if self.snd_una != self.snd_max
+                && self.state.is_synchronized()
+                && self.timer(Timer::Retransmit).is_none()
+            {
+                self.set_timer(Timer::Retransmit, now + self.rtt.rto());
+            }
         }
     }
 

@@ -82,14 +82,39 @@ pub fn e2e_env() -> Option<Env> {
 
 /// Like [`e2e_env`], with extra `ustack serve` arguments.
 pub fn e2e_env_with(extra_args: &[&str]) -> Option<Env> {
+    e2e_allowed().then(|| Env::start(extra_args))
+}
+
+/// Whether e2e tests can run here (root); prints SKIPPED if not (and
+/// panics instead under `USTACK_REQUIRE_E2E=1`).
+pub fn e2e_allowed() -> bool {
     if !is_root() {
         if required() {
             panic!("USTACK_REQUIRE_E2E=1 but the e2e tests are not running as root (they need CAP_NET_ADMIN)");
         }
         eprintln!("SKIPPED: needs root (CAP_NET_ADMIN)");
-        return None;
+        return false;
     }
-    Some(Env::start(extra_args))
+    true
+}
+
+/// Skip (or fail under `USTACK_REQUIRE_E2E=1`) when a Python module is missing.
+pub fn require_python_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if required() {
+            panic!(
+                "USTACK_REQUIRE_E2E=1 but python3 has no `{module}` (scripts/test.sh installs it)"
+            );
+        }
+        eprintln!("SKIPPED: needs python3 `{module}`");
+    }
+    found
 }
 
 fn script() -> PathBuf {
