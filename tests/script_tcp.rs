@@ -173,6 +173,30 @@ fn retransmitted_syn_in_syn_received_gets_the_syn_ack_again() {
     assert_eq!(s.stack.connection_count(), 1);
 }
 
+#[test]
+fn retransmitted_syn_and_the_ack_in_one_batch_leave_a_working_connection() {
+    // The peer's retransmitted SYN and its ACK of our SYN-ACK arrive in the
+    // same turn (found by the soak test): the SYN rewinds SND.NXT to resend
+    // the SYN-ACK, then the ACK acknowledges it before anything was sent.
+    // SND.NXT must not stay behind SND.UNA, or the connection never sends.
+    let mut s = Script::passive(cfg());
+    s.inject(0, seg("S").seq(0).mss(1460));
+    s.expect_at(0, exp("S.").seq(0).ack(1));
+    s.inject_batch(
+        200,
+        vec![seg("S").seq(0).mss(1460), seg(".").seq(1).ack(1)],
+    );
+    let h = s.stack.accept(s.listener.unwrap()).expect("accepted");
+    assert_eq!(s.stack.state(h), Some(State::Established));
+    // Data flows both ways.
+    s.stack.send(h, b"hello").unwrap();
+    s.run_to(200);
+    s.expect_at(200, exp("P.").seq(1).ack(1).len(5));
+    s.inject(210, seg("P.").seq(1).ack(6).data(b"hi"));
+    let mut buf = [0u8; 8];
+    assert_eq!(s.stack.recv(h, &mut buf), Ok(2));
+}
+
 // ---------------------------------------------------------- closed ports
 
 #[test]

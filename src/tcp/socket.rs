@@ -1237,6 +1237,11 @@ impl Tcb {
             if seq_gt(seg.ack, self.snd_una) && seq_le(seg.ack, self.snd_max) {
                 self.take_rtt_sample(now, seg);
                 self.snd_una = seg.ack;
+                // A retransmitted SYN in the same batch may have rewound
+                // SND.NXT to resend the SYN-ACK: the ACK covers it now.
+                if seq_lt(self.snd_nxt, self.snd_una) {
+                    self.snd_nxt = self.snd_una;
+                }
                 self.retries = 0;
                 self.clear_timer(Timer::Retransmit);
                 self.update_send_window_raw(seg.seq, seg.ack, seg.window as u32);

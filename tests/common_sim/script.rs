@@ -420,6 +420,20 @@ impl Script {
         self.collect();
     }
 
+    /// At `t` ms, the peer's segments arrive together: all are processed
+    /// before the stack may send anything (one event-loop turn draining the
+    /// device).
+    pub fn inject_batch(&mut self, t: u64, segs: Vec<Seg>) {
+        self.run_to(t);
+        for s in &segs {
+            let p = self.packet(s);
+            self.log
+                .push(format!("{:?} in  {}", self.now, wire::PrettyPacket(&p)));
+            self.stack.handle_packet(self.now, &p);
+        }
+        self.collect();
+    }
+
     /// Inject raw bytes as a packet.
     pub fn inject_raw(&mut self, t: u64, p: &[u8]) {
         self.run_to(t);
