@@ -1249,32 +1249,41 @@ impl Stack {
 
     /// Live connections.
     pub fn connections(&self) -> Vec<ConnInfo> {
+        self.connections_iter().collect()
+    }
+
+    /// The state of every live connection (cheap: nothing is allocated,
+    /// unlike [`connections`](Self::connections) with 100,000 of them).
+    pub fn connection_states(&self) -> impl Iterator<Item = State> + '_ {
         self.slots
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let t = s.tcb.as_ref()?;
-                Some(ConnInfo {
-                    handle: SocketHandle {
-                        index: i as u32,
-                        generation: s.generation,
-                    },
-                    local: t.local,
-                    remote: t.remote,
-                    state: t.state(),
-                    bytes_in: t.bytes_in,
-                    bytes_out: t.bytes_out,
-                    srtt_us: t.srtt().map(|d| d.as_micros() as u64),
-                    rto_us: t.rto().as_micros() as u64,
-                    cwnd: t.cwnd(),
-                    ssthresh: t.ssthresh(),
-                    send_window: t.send_window(),
-                    recv_window: t.recv_window(),
-                    retransmissions: t.retransmissions,
-                    mss: t.mss(),
-                })
+            .filter_map(|s| s.tcb.as_ref().map(|t| t.state()))
+    }
+
+    /// Live connections, one by one (see [`connections`](Self::connections)).
+    pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let t = s.tcb.as_ref()?;
+            Some(ConnInfo {
+                handle: SocketHandle {
+                    index: i as u32,
+                    generation: s.generation,
+                },
+                local: t.local,
+                remote: t.remote,
+                state: t.state(),
+                bytes_in: t.bytes_in,
+                bytes_out: t.bytes_out,
+                srtt_us: t.srtt().map(|d| d.as_micros() as u64),
+                rto_us: t.rto().as_micros() as u64,
+                cwnd: t.cwnd(),
+                ssthresh: t.ssthresh(),
+                send_window: t.send_window(),
+                recv_window: t.recv_window(),
+                retransmissions: t.retransmissions,
+                mss: t.mss(),
             })
-            .collect()
+        })
     }
 
     /// Bytes held by all connection buffers (as of each connection's last
