@@ -110,7 +110,10 @@ pub struct WsConnection {
     message: Option<Assembly>,
     control: Vec<u8>,
     scratch: Vec<u8>,
-    codec: Option<DeflateCodec>,
+    /// permessage-deflate, if negotiated (boxed: 300 bytes most
+    /// connections do not need; the zlib state itself is allocated only
+    /// while needed, see [`DeflateCodec`]).
+    codec: Option<Box<DeflateCodec>>,
 
     events: VecDeque<WsEvent>,
     out: Vec<u8>,
@@ -151,9 +154,9 @@ impl WsConnection {
             header_len: 0,
             frame: None,
             message: None,
-            control: Vec::with_capacity(125),
+            control: Vec::new(),
             scratch: Vec::new(),
-            codec: deflate.map(DeflateCodec::new),
+            codec: deflate.map(|p| Box::new(DeflateCodec::new(p))),
             events: VecDeque::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -348,7 +351,8 @@ impl WsConnection {
                         })
                     } else {
                         // Section 5.5.2: Pong with the same application data.
-                        emit_frame(&mut self.out, OpCode::Pong, false, &self.control);
+                        let payload = std::mem::take(&mut self.control);
+                        emit_frame(&mut self.out, OpCode::Pong, false, &payload);
                         Ok(())
                     }
                 } else {
@@ -381,6 +385,7 @@ impl WsConnection {
         let Some(mut m) = self.message.take() else {
             return Ok(());
         };
+        self.scratch = Vec::new();
         if m.compressed {
             let start = m.buf.len();
             if let Some(c) = self.codec.as_mut() {
@@ -520,6 +525,10 @@ impl WsConnection {
     /// `poll_event` before writing output.
     pub fn poll_event(&mut self) -> Option<WsEvent> {
         let ev = self.events.pop_front();
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            // Idle connections hold no queue memory.
+            self.events = VecDeque::new();
+        }
         if matches!(
             ev,
             None | Some(WsEvent::Error(_)) | Some(WsEvent::Closed { .. })
@@ -610,11 +619,10 @@ impl WsConnection {
     pub fn consume_output(&mut self, n: usize) {
         self.out_pos = (self.out_pos + n).min(self.out.len());
         if self.out_pos == self.out.len() {
-            self.out.clear();
+            // Everything written: give the memory back (an idle connection
+            // holds no output buffer; the next message allocates anew).
+            self.out = Vec::new();
             self.out_pos = 0;
-            if self.out.capacity() > 4 << 20 {
-                self.out = Vec::new();
-            }
         } else if self.out_pos > 1 << 20 && self.out_pos * 2 > self.out.len() {
             // Amortised compaction: moves at most as much as was consumed.
             self.out.drain(..self.out_pos);
