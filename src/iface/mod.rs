@@ -231,6 +231,8 @@ enum Control {
 /// The whole stack: interface plus TCP connections.
 pub struct Stack {
     config: Config,
+    /// `config.tcp`, shared with every connection.
+    tcp: std::sync::Arc<TcpConfig>,
     stats: Stats,
     seed: u64,
     rng: Rng,
@@ -270,6 +272,7 @@ impl Stack {
         let ip_ident = rng.next_u32() as u16;
         Stack {
             frags: Reassembler::new(config.max_fragment_memory, config.fragment_timeout),
+            tcp: std::sync::Arc::new(config.tcp.clone()),
             config,
             stats: Stats::default(),
             seed,
@@ -595,15 +598,7 @@ impl Stack {
         }
         let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
         let iss = self.new_iss(now, local, remote);
-        let mut tcb = Tcb::accept_syn(
-            now,
-            &self.config.tcp,
-            local,
-            remote,
-            iss,
-            self.link_mss(),
-            &seg,
-        );
+        let mut tcb = Tcb::accept_syn(now, &self.tcp, local, remote, iss, self.link_mss(), &seg);
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::Listener(repr.dst_port), true);
         if let Some(l) = self.listeners.get_mut(&repr.dst_port) {
@@ -718,15 +713,7 @@ impl Stack {
             timestamp: seg.timestamp.map(|(tsval, _)| (tsval, 0)),
             payload: &[],
         };
-        let mut tcb = Tcb::accept_syn(
-            now,
-            &self.config.tcp,
-            local,
-            remote,
-            iss,
-            self.link_mss(),
-            &syn,
-        );
+        let mut tcb = Tcb::accept_syn(now, &self.tcp, local, remote, iss, self.link_mss(), &syn);
         tcb.set_tso(self.tso_payload());
         tcb.syn_ack_sent_as_cookie();
         let idx = self.insert(tcb, Owner::Listener(port), true);
@@ -1370,7 +1357,7 @@ impl Stack {
         }
         let local = SocketAddrV4::new(self.config.addr, local_port);
         let iss = self.new_iss(now, local, remote);
-        let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let mut tcb = Tcb::connect(now, &self.tcp, local, remote, iss, self.link_mss());
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);
         self.conns.insert(key, idx);
@@ -1409,7 +1396,7 @@ impl Stack {
         let port = port.ok_or(TcpError::NoPortsAvailable)?;
         let local = SocketAddrV4::new(self.config.addr, port);
         let iss = self.new_iss(now, local, remote);
-        let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let mut tcb = Tcb::connect(now, &self.tcp, local, remote, iss, self.link_mss());
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);
         self.conns
