@@ -827,7 +827,7 @@ mod tests {
 mod size_tests {
     /// The web service's state per idle WebSocket, x86_64: a `Conn` in the
     /// `conns` map (96 bytes + the 8-byte key) and the boxed `WsConn`
-    /// (472 bytes, of which `WsConnection` is 440). Part of issue 6's
+    /// (488 bytes, of which `WsConnection` is 456). Part of issue 6's
     /// 4096-byte budget per idle connection (see `Tcb`'s size pin and
     /// docs/benchmarks.md); raise these consciously.
     #[test]

@@ -110,10 +110,9 @@ pub struct WsConnection {
     message: Option<Assembly>,
     control: Vec<u8>,
     scratch: Vec<u8>,
-    /// permessage-deflate, if negotiated (boxed: 300 bytes most
-    /// connections do not need; the zlib state itself is allocated only
-    /// while needed, see [`DeflateCodec`]).
-    codec: Option<Box<DeflateCodec>>,
+    /// permessage-deflate, if negotiated (24 bytes; the zlib state itself
+    /// is allocated only while needed, see [`DeflateCodec`]).
+    codec: Option<DeflateCodec>,
 
     events: VecDeque<WsEvent>,
     out: Vec<u8>,
@@ -156,7 +155,7 @@ impl WsConnection {
             message: None,
             control: Vec::new(),
             scratch: Vec::new(),
-            codec: deflate.map(|p| Box::new(DeflateCodec::new(p))),
+            codec: deflate.map(DeflateCodec::new),
             events: VecDeque::new(),
             out: Vec::new(),
             out_pos: 0,

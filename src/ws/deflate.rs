@@ -224,11 +224,14 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 pub struct DeflateCodec {
     params: DeflateParams,
     /// Compressor: kept between messages only with server context takeover.
-    compress: Option<Compress>,
+    /// (Boxed, like the decompressor: flate2's handles are ~150 bytes
+    /// each, and the codec sits in every connection that negotiated
+    /// deflate; this way it is 24 bytes.)
+    compress: Option<Box<Compress>>,
     /// Decompressor: kept between messages only with client context
     /// takeover; otherwise held from the first byte of a compressed
     /// message to its end.
-    decompress: Option<Decompress>,
+    decompress: Option<Box<Decompress>>,
 }
 
 impl core::fmt::Debug for DeflateCodec {
@@ -251,25 +254,31 @@ const POOL_MAX: usize = 8;
 #[derive(Default)]
 struct Pool {
     /// (window bits, compressor), reset.
-    compress: Vec<(u8, Compress)>,
+    compress: Vec<(u8, Box<Compress>)>,
     /// Reset decompressors (always 15 window bits).
-    decompress: Vec<Decompress>,
+    decompress: Vec<Box<Decompress>>,
 }
 
 thread_local! {
     static POOL: core::cell::RefCell<Pool> = core::cell::RefCell::new(Pool::default());
 }
 
-fn take_compressor(bits: u8) -> Compress {
+fn take_compressor(bits: u8) -> Box<Compress> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let i = p.compress.iter().position(|(b, _)| *b == bits);
         i.map(|i| p.compress.swap_remove(i).1)
     })
-    .unwrap_or_else(|| Compress::new_with_window_bits(Compression::fast(), false, bits))
+    .unwrap_or_else(|| {
+        Box::new(Compress::new_with_window_bits(
+            Compression::fast(),
+            false,
+            bits,
+        ))
+    })
 }
 
-fn give_compressor(bits: u8, mut c: Compress) {
+fn give_compressor(bits: u8, mut c: Box<Compress>) {
     c.reset();
     POOL.with(|p| {
         let mut p = p.borrow_mut();
@@ -279,12 +288,12 @@ fn give_compressor(bits: u8, mut c: Compress) {
     });
 }
 
-fn take_decompressor() -> Decompress {
+fn take_decompressor() -> Box<Decompress> {
     POOL.with(|p| p.borrow_mut().decompress.pop())
-        .unwrap_or_else(|| Decompress::new_with_window_bits(false, 15))
+        .unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, 15)))
 }
 
-fn give_decompressor(mut d: Decompress) {
+fn give_decompressor(mut d: Box<Decompress>) {
     d.reset(false);
     POOL.with(|p| {
         let mut p = p.borrow_mut();
