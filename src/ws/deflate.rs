@@ -255,7 +255,9 @@ const POOL_MAX: usize = 8;
 struct Pool {
     /// (window bits, compressor), reset.
     compress: Vec<(u8, Box<Compress>)>,
-    /// Reset decompressors (always 15 window bits).
+    /// Reset decompressors (always 15 window bits). Boxed in the pool too:
+    /// they move between the pool and codecs without being copied.
+    #[allow(clippy::vec_box)]
     decompress: Vec<Box<Decompress>>,
 }
 
