@@ -154,7 +154,11 @@ ustack_stats() {
     grep '^ustack-stats:' "$TMP/ustack.err" | tail -1
 }
 stat_field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1==k{print $2}'; }
-sockstat() { ip netns exec "$NS" cat /proc/net/sockstat | awk '/^TCP:/{print}'; }
+sockstat() {
+    ip netns exec "$NS" cat /proc/net/sockstat | awk '/^TCP:/{printf "%s", $0}'
+    echo -n "; ss states:"
+    ip netns exec "$NS" ss -tanH | awk '{n[$1]++} END{for (k in n) printf " %s=%d", k, n[k]}'
+}
 
 # Warm-up: one HTTP request (touches the web service's scratch buffers).
 api >/dev/null
@@ -206,7 +210,11 @@ measure "all open"
 RSS1=$M_RSS; PER1=$M_PER; EST1=$M_EST; CONNS1=$M_CONNS; HANDLES1=$M_HANDLES; BUF1=$M_BUF; STATES1=$M_STATES; SOCK1=$M_SOCK
 
 echo "# holding ${HOLD}s" >&2
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CPU_A=$(cpu_ticks "$USTACK_PID")
 sleep "$HOLD"
+CPU_B=$(cpu_ticks "$USTACK_PID")
+HOLD_CPU=$(awk -v a="$CPU_A" -v b="$CPU_B" -v hz="$(getconf CLK_TCK)" -v s="$HOLD" 'BEGIN{printf "%.2f s (%.1f%% of one core)", (b-a)/hz, (s > 0) ? 100*(b-a)/hz/s : 0}')
 measure "after ${HOLD}s idle"
 RSS2=$M_RSS; PER2=$M_PER; EST2=$M_EST; CONNS2=$M_CONNS; BUF2=$M_BUF; STATES2=$M_STATES; SOCK2=$M_SOCK
 HOLD_LINE=$(grep '^hold' "$TMP/client.out" | tail -1 || true)
@@ -258,9 +266,10 @@ $(date -u +%Y-%m-%d) $(nproc) CPUs "$(awk -F: '/model name/{print $2; exit}' /pr
 | **ustack memory per connection** (VmRSS delta / open) | **$PER1 B** | **$PER2 B** |
 | ustack buffer accounting (/api/stats buffer_memory) | $BUF1 B ($BUF_PER1 B/conn) | $BUF2 B ($BUF_PER2 B/conn) |
 | ustack states (/api/stats) | $STATES1 | $STATES2 |
-| kernel side (/proc/net/sockstat in the namespace) | $SOCK1 | $SOCK2 |
+| kernel side (/proc/net/sockstat in the namespace: inuse/alloc/tw per namespace, orphan and mem host-wide; ss states) | $SOCK1 | $SOCK2 |
 
-permessage-deflate accepted on $DEFLATE_N connections. Check (echo + ping on a sample): $CHECK. Client: $DONE.
+ustack CPU time while holding them ${HOLD} s: $HOLD_CPU (the 30 s WebSocket keepalive pings and their pongs).
+The states include the /api/stats request's own connection (+1). permessage-deflate accepted on $DEFLATE_N connections. Check (echo + ping on a sample): $CHECK. Client: $DONE.
 After closing all: ustack had $CONNS3 connections left ($TW3 in TIME-WAIT) after ${DRAIN_SECS} s; VmRSS then $RSS3 kB.
 Held: **$held**; <= $BUDGET B per connection: **$met**.
 EOF
