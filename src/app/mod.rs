@@ -146,6 +146,10 @@ impl App {
             let web = web::WebConfig {
                 port: config.http_port,
                 www: config.www.clone(),
+                // The stack's limit (`--max-connections`) is the service's
+                // too: a lower one would refuse (RST) connections the
+                // stack had room for.
+                max_connections: stack.config().max_connections,
                 ..Default::default()
             };
             app.add(

@@ -31,6 +31,10 @@ pub fn json_escape(s: &str, out: &mut String) {
     }
 }
 
+/// Connections listed one by one in the document at most (`states` and
+/// `tcp.connections_live` count all of them).
+pub const MAX_LISTED: usize = 1000;
+
 /// The whole stats document.
 pub fn stats_json(stack: &Stack, device: &DeviceStats, uptime_ms: u64) -> String {
     let s = stack.stats();
@@ -99,8 +103,30 @@ pub fn stats_json(stack: &Stack, device: &DeviceStats, uptime_ms: u64) -> String
         json_escape(k, &mut o);
         let _ = write!(o, "\":{v}");
     }
-    o.push_str("},\"connections\":[");
-    for (i, c) in stack.connections().iter().enumerate() {
+    // Connections by state (all of them), then the first MAX_LISTED in
+    // detail: with 100,000 idle connections the full list would be ~25 MB
+    // per document, pushed every second to each /ws/stats subscriber.
+    o.push_str("},\"states\":{");
+    let mut states: Vec<(&str, usize)> = Vec::new();
+    for st in stack.connection_states() {
+        match states.iter_mut().find(|(n, _)| *n == st.name()) {
+            Some((_, k)) => *k += 1,
+            None => states.push((st.name(), 1)),
+        }
+    }
+    states.sort();
+    for (i, (name, n)) in states.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(o, "\"{name}\":{n}");
+    }
+    let _ = write!(
+        o,
+        "}},\"connections_listed\":{},\"connections\":[",
+        states.iter().map(|(_, n)| n).sum::<usize>().min(MAX_LISTED)
+    );
+    for (i, c) in stack.connections_iter().take(MAX_LISTED).enumerate() {
         if i > 0 {
             o.push(',');
         }
@@ -170,7 +196,10 @@ mod tests {
         assert!(j.contains("\"truncated\":1"), "{j}");
         assert!(j.contains("\"impairment\":\"loss=1%\""));
         assert!(j.contains("\"dropped_in\":3"));
-        assert!(j.contains("\"connections\":[]"));
+        assert!(
+            j.contains("\"states\":{},\"connections_listed\":0,\"connections\":[]"),
+            "{j}"
+        );
         assert!(j.ends_with("\"transitions\":[]}"), "{j}");
     }
 }

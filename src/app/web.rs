@@ -52,6 +52,7 @@ pub struct WebConfig {
     pub http: http::HttpLimits,
     pub ws: WsConfig,
     /// Concurrent connections served; more are refused with RST.
+    /// `App::build` sets it to the stack's `max_connections`.
     pub max_connections: usize,
     /// Listen backlog.
     pub backlog: usize,
@@ -543,6 +544,9 @@ impl Web {
             match stack.send(h, &conn.prefix) {
                 Ok(n) => {
                     conn.prefix.drain(..n);
+                    if conn.prefix.is_empty() {
+                        conn.prefix = Vec::new(); // (the 101 is written: free it)
+                    }
                     wrote = true;
                 }
                 Err(_) => return wrote,
@@ -897,5 +901,27 @@ mod tests {
         assert_eq!(endpoint_of("/ws/chat/a%2Fb"), None);
         assert_eq!(endpoint_of("/ws/chat/../x"), None);
         assert_eq!(endpoint_of("/ws/other"), None);
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    /// The web service's state per idle WebSocket, x86_64: a `Conn` in the
+    /// `conns` map (96 bytes + the 8-byte key) and the boxed `WsConn`
+    /// (488 bytes, of which `WsConnection` is 456). Part of issue 6's
+    /// 4096-byte budget per idle connection (see `Tcb`'s size pin and
+    /// docs/benchmarks.md); raise these consciously.
+    #[test]
+    fn per_connection_state_is_pinned() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<super::Conn>() <= 104,
+            "{}",
+            size_of::<super::Conn>()
+        );
+        assert!(
+            size_of::<super::WsConn>() <= 512,
+            "{}",
+            size_of::<super::WsConn>()
+        );
     }
 }

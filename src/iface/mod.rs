@@ -238,6 +238,8 @@ enum Control {
 /// The whole stack: interface plus TCP connections.
 pub struct Stack {
     config: Config,
+    /// `config.tcp`, shared with every connection.
+    tcp: std::sync::Arc<TcpConfig>,
     stats: Stats,
     seed: u64,
     rng: Rng,
@@ -300,6 +302,7 @@ impl Stack {
         let ip_ident = rng.next_u32() as u16;
         Stack {
             frags: Reassembler::new(config.max_fragment_memory, config.fragment_timeout),
+            tcp: std::sync::Arc::new(config.tcp.clone()),
             config,
             stats: Stats::default(),
             seed,
@@ -643,15 +646,7 @@ impl Stack {
         }
         let local = SocketAddrV4::new(self.config.addr, repr.dst_port);
         let iss = self.new_iss(now, local, remote);
-        let mut tcb = Tcb::accept_syn(
-            now,
-            &self.config.tcp,
-            local,
-            remote,
-            iss,
-            self.link_mss(),
-            &seg,
-        );
+        let mut tcb = Tcb::accept_syn(now, &self.tcp, local, remote, iss, self.link_mss(), &seg);
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::Listener(repr.dst_port), true);
         if let Some(l) = self.listeners.get_mut(&repr.dst_port) {
@@ -766,15 +761,7 @@ impl Stack {
             timestamp: seg.timestamp.map(|(tsval, _)| (tsval, 0)),
             payload: &[],
         };
-        let mut tcb = Tcb::accept_syn(
-            now,
-            &self.config.tcp,
-            local,
-            remote,
-            iss,
-            self.link_mss(),
-            &syn,
-        );
+        let mut tcb = Tcb::accept_syn(now, &self.tcp, local, remote, iss, self.link_mss(), &syn);
         tcb.set_tso(self.tso_payload());
         tcb.syn_ack_sent_as_cookie();
         let idx = self.insert(tcb, Owner::Listener(port), true);
@@ -1355,32 +1342,41 @@ impl Stack {
 
     /// Live connections.
     pub fn connections(&self) -> Vec<ConnInfo> {
+        self.connections_iter().collect()
+    }
+
+    /// The state of every live connection (cheap: nothing is allocated,
+    /// unlike [`connections`](Self::connections) with 100,000 of them).
+    pub fn connection_states(&self) -> impl Iterator<Item = State> + '_ {
         self.slots
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let t = s.tcb.as_ref()?;
-                Some(ConnInfo {
-                    handle: SocketHandle {
-                        index: i as u32,
-                        generation: s.generation,
-                    },
-                    local: t.local,
-                    remote: t.remote,
-                    state: t.state(),
-                    bytes_in: t.bytes_in,
-                    bytes_out: t.bytes_out,
-                    srtt_us: t.srtt().map(|d| d.as_micros() as u64),
-                    rto_us: t.rto().as_micros() as u64,
-                    cwnd: t.cwnd(),
-                    ssthresh: t.ssthresh(),
-                    send_window: t.send_window(),
-                    recv_window: t.recv_window(),
-                    retransmissions: t.retransmissions,
-                    mss: t.mss(),
-                })
+            .filter_map(|s| s.tcb.as_ref().map(|t| t.state()))
+    }
+
+    /// Live connections, one by one (see [`connections`](Self::connections)).
+    pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let t = s.tcb.as_ref()?;
+            Some(ConnInfo {
+                handle: SocketHandle {
+                    index: i as u32,
+                    generation: s.generation,
+                },
+                local: t.local,
+                remote: t.remote,
+                state: t.state(),
+                bytes_in: t.bytes_in,
+                bytes_out: t.bytes_out,
+                srtt_us: t.srtt().map(|d| d.as_micros() as u64),
+                rto_us: t.rto().as_micros() as u64,
+                cwnd: t.cwnd(),
+                ssthresh: t.ssthresh(),
+                send_window: t.send_window(),
+                recv_window: t.recv_window(),
+                retransmissions: t.retransmissions,
+                mss: t.mss(),
             })
-            .collect()
+        })
     }
 
     /// Bytes held by all connection buffers (as of each connection's last
@@ -1548,7 +1544,7 @@ impl Stack {
         }
         let local = SocketAddrV4::new(self.config.addr, local_port);
         let iss = self.new_iss(now, local, remote);
-        let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let mut tcb = Tcb::connect(now, &self.tcp, local, remote, iss, self.link_mss());
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);
         self.conns.insert(key, idx);
@@ -1587,7 +1583,7 @@ impl Stack {
         let port = port.ok_or(TcpError::NoPortsAvailable)?;
         let local = SocketAddrV4::new(self.config.addr, port);
         let iss = self.new_iss(now, local, remote);
-        let mut tcb = Tcb::connect(now, &self.config.tcp, local, remote, iss, self.link_mss());
+        let mut tcb = Tcb::connect(now, &self.tcp, local, remote, iss, self.link_mss());
         tcb.set_tso(self.tso_payload());
         let idx = self.insert(tcb, Owner::App, false);
         self.conns

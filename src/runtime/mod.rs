@@ -183,18 +183,18 @@ fn open_link(
 
 /// One line of counters, `key=value` separated by spaces (for logs and tests).
 pub fn stats_line(stack: &Stack, app: &App, fault: &FaultStats) -> String {
-    let conns = stack.connections();
-    let established = conns
-        .iter()
-        .filter(|c| c.state == State::Established)
-        .count();
-    let time_wait = conns.iter().filter(|c| c.state == State::TimeWait).count();
+    let (mut conns, mut established, mut time_wait) = (0, 0, 0);
+    for st in stack.connection_states() {
+        conns += 1;
+        established += (st == State::Established) as usize;
+        time_wait += (st == State::TimeWait) as usize;
+    }
     let s = stack.stats();
     let mut line = format!(
         "ustack-stats: connections={} established={} time_wait={} app_handles={} packets_in={} packets_out={} \
          bytes_in={} bytes_out={} accepted={} closed={} reset={} rsts_received={} rsts_sent={} retransmissions={} \
-         drops={} fault_in_lost={} fault_out_lost={}",
-        conns.len(),
+         drops={} fault_in_lost={} fault_out_lost={} buffer_memory={}",
+        conns,
         established,
         time_wait,
         app.connections(),
@@ -211,6 +211,7 @@ pub fn stats_line(stack: &Stack, app: &App, fault: &FaultStats) -> String {
         s.total_drops(),
         fault.inbound.lost,
         fault.outbound.lost,
+        stack.buffer_memory(),
     );
     for (reason, n) in s.drop_table() {
         line.push_str(&format!(" drop_{}={}", reason.label(), n));

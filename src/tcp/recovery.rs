@@ -132,6 +132,14 @@ impl Scoreboard {
         self.segs.back().map(|s| s.end)
     }
 
+    /// Give the segment list's memory back when nothing is outstanding, so
+    /// an idle connection holds none (the RACK state is kept).
+    pub fn release_if_empty(&mut self) {
+        if self.segs.is_empty() && self.segs.capacity() > 0 {
+            self.segs = VecDeque::new();
+        }
+    }
+
     /// Forget everything (the connection restarted its sequence space).
     pub fn clear(&mut self) {
         self.segs.clear();

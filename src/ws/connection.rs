@@ -94,8 +94,9 @@ struct Assembly {
     utf8: Utf8Validator,
 }
 
-/// The largest message buffer kept for reuse per connection.
-const SPARE_MAX: usize = 4096;
+/// The largest message buffer kept for reuse per connection (small: an
+/// idle connection keeps it, and idle connections must stay cheap).
+const SPARE_MAX: usize = 512;
 
 /// A server-side WebSocket connection. See the module documentation for
 /// the calling order.
@@ -116,6 +117,8 @@ pub struct WsConnection {
     /// A message buffer given back by `send` (or `recycle`), reused for the
     /// next incoming message: an echo allocates nothing per message.
     spare: Vec<u8>,
+    /// permessage-deflate, if negotiated (24 bytes; the zlib state itself
+    /// is allocated only while needed, see [`DeflateCodec`]).
     codec: Option<DeflateCodec>,
 
     events: VecDeque<WsEvent>,
@@ -157,7 +160,7 @@ impl WsConnection {
             header_len: 0,
             frame: None,
             message: None,
-            control: Vec::with_capacity(125),
+            control: Vec::new(),
             scratch: Vec::new(),
             spare: Vec::new(),
             codec: deflate.map(DeflateCodec::new),
@@ -355,7 +358,8 @@ impl WsConnection {
                         })
                     } else {
                         // Section 5.5.2: Pong with the same application data.
-                        emit_frame(&mut self.out, OpCode::Pong, false, &self.control);
+                        let payload = std::mem::take(&mut self.control);
+                        emit_frame(&mut self.out, OpCode::Pong, false, &payload);
                         Ok(())
                     }
                 } else {
@@ -388,6 +392,7 @@ impl WsConnection {
         let Some(mut m) = self.message.take() else {
             return Ok(());
         };
+        self.scratch = Vec::new();
         if m.compressed {
             let start = m.buf.len();
             if let Some(c) = self.codec.as_mut() {
@@ -527,6 +532,10 @@ impl WsConnection {
     /// `poll_event` before writing output.
     pub fn poll_event(&mut self) -> Option<WsEvent> {
         let ev = self.events.pop_front();
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            // Idle connections hold no queue memory.
+            self.events = VecDeque::new();
+        }
         if matches!(
             ev,
             None | Some(WsEvent::Error(_)) | Some(WsEvent::Closed { .. })
@@ -631,11 +640,10 @@ impl WsConnection {
     pub fn consume_output(&mut self, n: usize) {
         self.out_pos = (self.out_pos + n).min(self.out.len());
         if self.out_pos == self.out.len() {
-            self.out.clear();
+            // Everything written: give the memory back (an idle connection
+            // holds no output buffer; the next message allocates anew).
+            self.out = Vec::new();
             self.out_pos = 0;
-            if self.out.capacity() > 4 << 20 {
-                self.out = Vec::new();
-            }
         } else if self.out_pos > 1 << 20 && self.out_pos * 2 > self.out.len() {
             // Amortised compaction: moves at most as much as was consumed.
             self.out.drain(..self.out_pos);

@@ -199,28 +199,129 @@ impl DeflateParams {
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// Compressor for outgoing messages and decompressor for incoming ones.
+///
+/// # Memory
+///
+/// zlib state is big: a compressor with a 32 KiB window holds about
+/// 270 KiB, a decompressor about 40 KiB once it has inflated something.
+/// Held per connection, that is ~300 KiB for every idle WebSocket that
+/// negotiated compression. So the state is only there while it is needed:
+///
+/// * **without context takeover** in a direction (the LZ77 window is reset
+///   after every message, so nothing has to survive between messages), the
+///   state is borrowed from a small per-thread pool for one message and
+///   given back, reset, when the message ends. An idle connection then
+///   holds no zlib state at all. The web service negotiates this by
+///   default (see [`WsConfig::deflate_context_takeover`]);
+/// * **with context takeover** the window is part of the protocol state and
+///   is kept, but it is created only when the first message in that
+///   direction is compressed or inflated.
+///
+/// A pooled compressor that has been reset produces exactly the bytes a
+/// fresh one would, so the pool changes no output.
+///
+/// [`WsConfig::deflate_context_takeover`]: super::WsConfig::deflate_context_takeover
 pub struct DeflateCodec {
     params: DeflateParams,
-    compress: Compress,
-    decompress: Decompress,
+    /// Compressor: kept between messages only with server context takeover.
+    /// (Boxed, like the decompressor: flate2's handles are ~150 bytes
+    /// each, and the codec sits in every connection that negotiated
+    /// deflate; this way it is 24 bytes.)
+    compress: Option<Box<Compress>>,
+    /// Decompressor: kept between messages only with client context
+    /// takeover; otherwise held from the first byte of a compressed
+    /// message to its end.
+    decompress: Option<Box<Decompress>>,
 }
 
 impl core::fmt::Debug for DeflateCodec {
     fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
         f.debug_struct("DeflateCodec")
             .field("params", &self.params)
+            .field("compress", &self.compress.is_some())
+            .field("decompress", &self.decompress.is_some())
             .finish()
     }
 }
 
+/// Idle zlib states kept per thread for connections without context
+/// takeover (more are dropped). A message is compressed in one call, so
+/// one compressor per window size is in use at a time; decompressors are
+/// held while a compressed message is arriving, which many connections
+/// may do at once, and those beyond the pool are simply freed afterwards.
+const POOL_MAX: usize = 8;
+
+#[derive(Default)]
+struct Pool {
+    /// (window bits, compressor), reset.
+    compress: Vec<(u8, Box<Compress>)>,
+    /// Reset decompressors (always 15 window bits). Boxed in the pool too:
+    /// they move between the pool and codecs without being copied.
+    #[allow(clippy::vec_box)]
+    decompress: Vec<Box<Decompress>>,
+}
+
+thread_local! {
+    static POOL: core::cell::RefCell<Pool> = core::cell::RefCell::new(Pool::default());
+}
+
+fn take_compressor(bits: u8) -> Box<Compress> {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.compress.iter().position(|(b, _)| *b == bits);
+        i.map(|i| p.compress.swap_remove(i).1)
+    })
+    .unwrap_or_else(|| {
+        Box::new(Compress::new_with_window_bits(
+            Compression::fast(),
+            false,
+            bits,
+        ))
+    })
+}
+
+fn give_compressor(bits: u8, mut c: Box<Compress>) {
+    c.reset();
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.compress.len() < POOL_MAX {
+            p.compress.push((bits, c));
+        }
+    });
+}
+
+fn take_decompressor() -> Box<Decompress> {
+    POOL.with(|p| p.borrow_mut().decompress.pop())
+        .unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, 15)))
+}
+
+fn give_decompressor(mut d: Box<Decompress>) {
+    d.reset(false);
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.decompress.len() < POOL_MAX {
+            p.decompress.push(d);
+        }
+    });
+}
+
 impl DeflateCodec {
+    /// A codec for the agreed parameters. No zlib state is allocated yet.
     pub fn new(params: DeflateParams) -> Self {
-        let bits = params.server_max_window_bits.clamp(9, 15);
         DeflateCodec {
             params,
-            compress: Compress::new_with_window_bits(Compression::fast(), false, bits),
-            decompress: Decompress::new_with_window_bits(false, 15),
+            compress: None,
+            decompress: None,
         }
+    }
+
+    /// Whether zlib state is held now (compressor, decompressor).
+    pub fn holds_state(&self) -> (bool, bool) {
+        (self.compress.is_some(), self.decompress.is_some())
+    }
+
+    fn window_bits(&self) -> u8 {
+        self.params.server_max_window_bits.clamp(9, 15)
     }
 
     pub fn params(&self) -> DeflateParams {
@@ -230,41 +331,16 @@ impl DeflateCodec {
     /// Compress one whole message (section 7.2.1): sync flush, then strip
     /// the trailing `00 00 ff ff`.
     pub fn compress_message(&mut self, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
-        let mut input = data;
-        loop {
-            if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(1024));
-            }
-            let before_in = self.compress.total_in();
-            let before_out = out.len();
-            // A compression error cannot come from our own well-formed use.
-            if self
-                .compress
-                .compress_vec(input, &mut out, FlushCompress::Sync)
-                .is_err()
-            {
-                break;
-            }
-            let used = (self.compress.total_in() - before_in) as usize;
-            input = &input[used.min(input.len())..];
-            // Done once all input is in and the flush fitted into `out`.
-            if input.is_empty() && out.len() < out.capacity() && out.ends_with(&TAIL) {
-                break;
-            }
-            if used == 0 && out.len() == before_out && out.len() < out.capacity() {
-                break;
-            }
-        }
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - 4);
-        }
-        if out.is_empty() {
-            // An empty stored block (section 7.2.3.6).
-            out.push(0x00);
-        }
+        let bits = self.window_bits();
+        let mut c = self
+            .compress
+            .take()
+            .unwrap_or_else(|| take_compressor(bits));
+        let out = compress_with(&mut c, data);
         if self.params.server_no_context_takeover {
-            self.compress.reset();
+            give_compressor(bits, c);
+        } else {
+            self.compress = Some(c);
         }
         out
     }
@@ -278,6 +354,7 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), WsError> {
+        let d = self.decompress.get_or_insert_with(take_decompressor);
         loop {
             if out.len() == out.capacity() {
                 // Grow geometrically, but never past max + 1 (one byte over
@@ -289,22 +366,21 @@ impl DeflateCodec {
                 }
                 out.reserve_exact(cap - out.len());
             }
-            let before_in = self.decompress.total_in();
+            let before_in = d.total_in();
             let before_out = out.len();
-            let status = self
-                .decompress
+            let status = d
                 .decompress_vec(input, out, FlushDecompress::Sync)
                 .map_err(|e| WsError::Inflate(e.to_string()))?;
             if out.len() > max {
                 return Err(WsError::MessageTooLarge { max });
             }
-            let used = (self.decompress.total_in() - before_in) as usize;
+            let used = (d.total_in() - before_in) as usize;
             input = &input[used.min(input.len())..];
             let produced = out.len() - before_out;
             if status == Status::StreamEnd {
                 // The sender ended the DEFLATE stream (BFINAL); start fresh
                 // for whatever follows.
-                self.decompress.reset(false);
+                d.reset(false);
                 if input.is_empty() {
                     return Ok(());
                 }
@@ -322,12 +398,53 @@ impl DeflateCodec {
     /// Finish an incoming message: feed the removed `00 00 ff ff` trailer
     /// (section 7.2.2) and reset the window if the client does not keep it.
     pub fn finish_message(&mut self, out: &mut Vec<u8>, max: usize) -> Result<(), WsError> {
-        self.decompress_chunk(&TAIL, out, max)?;
+        let r = self.decompress_chunk(&TAIL, out, max);
         if self.params.client_no_context_takeover {
-            self.decompress.reset(false);
+            // Nothing carries over to the next message: give the state back.
+            if let Some(d) = self.decompress.take() {
+                if r.is_ok() {
+                    give_decompressor(d);
+                }
+            }
         }
-        Ok(())
+        r
     }
+}
+
+/// Compress one message with `c` (sync flush, trailer stripped).
+fn compress_with(c: &mut Compress, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    let mut input = data;
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(1024));
+        }
+        let before_in = c.total_in();
+        let before_out = out.len();
+        // A compression error cannot come from our own well-formed use.
+        if c.compress_vec(input, &mut out, FlushCompress::Sync)
+            .is_err()
+        {
+            break;
+        }
+        let used = (c.total_in() - before_in) as usize;
+        input = &input[used.min(input.len())..];
+        // Done once all input is in and the flush fitted into `out`.
+        if input.is_empty() && out.len() < out.capacity() && out.ends_with(&TAIL) {
+            break;
+        }
+        if used == 0 && out.len() == before_out && out.len() < out.capacity() {
+            break;
+        }
+    }
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - 4);
+    }
+    if out.is_empty() {
+        // An empty stored block (section 7.2.3.6).
+        out.push(0x00);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -452,6 +569,59 @@ mod tests {
         // Offers across several header lines.
         let p = negotiate(["foo".as_bytes(), "permessage-deflate".as_bytes()]);
         assert!(p.is_some());
+    }
+
+    #[test]
+    fn no_context_takeover_holds_no_state_between_messages() {
+        let p = DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..Default::default()
+        };
+        let mut tx = DeflateCodec::new(p);
+        let mut rx = DeflateCodec::new(p);
+        assert_eq!(tx.holds_state(), (false, false), "nothing before use");
+        for i in 0..5 {
+            let msg = format!("{i} pooled pooled pooled").repeat(10);
+            let z = tx.compress_message(msg.as_bytes());
+            assert_eq!(tx.holds_state(), (false, false));
+            let mut out = Vec::new();
+            rx.decompress_chunk(&z[..z.len() / 2], &mut out, 1 << 20)
+                .unwrap();
+            assert_eq!(rx.holds_state(), (false, true), "held within a message");
+            rx.decompress_chunk(&z[z.len() / 2..], &mut out, 1 << 20)
+                .unwrap();
+            rx.finish_message(&mut out, 1 << 20).unwrap();
+            assert_eq!(rx.holds_state(), (false, false), "given back at its end");
+            assert_eq!(out, msg.as_bytes());
+        }
+        // With context takeover the state is created on first use and kept.
+        let mut c = DeflateCodec::new(DeflateParams::default());
+        assert_eq!(c.holds_state(), (false, false));
+        let z = c.compress_message(b"hello");
+        assert_eq!(c.holds_state(), (true, false));
+        let mut out = Vec::new();
+        c.decompress_chunk(&z, &mut out, 100).unwrap();
+        c.finish_message(&mut out, 100).unwrap();
+        assert_eq!(c.holds_state(), (true, true));
+    }
+
+    #[test]
+    fn pooled_compressor_output_equals_a_fresh_one() {
+        // The pool must not change a single output byte: a compressor that
+        // compressed other data and was reset equals a new one.
+        let p = DeflateParams {
+            server_no_context_takeover: true,
+            server_max_window_bits: 12,
+            ..Default::default()
+        };
+        let other: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let msg = b"the same message, compressed twice".repeat(30);
+        let mut a = DeflateCodec::new(p);
+        let _ = a.compress_message(&other); // leaves a used compressor in the pool
+        let pooled = DeflateCodec::new(p).compress_message(&msg);
+        let mut fresh = Compress::new_with_window_bits(Compression::fast(), false, 12);
+        assert_eq!(pooled, compress_with(&mut fresh, &msg));
     }
 
     #[test]

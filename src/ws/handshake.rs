@@ -252,7 +252,15 @@ pub fn handshake(
         .find(|p| offered.iter().any(|o| o == *p))
         .map(|p| p.to_string());
     let deflate = if config.deflate {
-        deflate::negotiate(header_values(req, "sec-websocket-extensions"))
+        deflate::negotiate(header_values(req, "sec-websocket-extensions")).map(|mut p| {
+            if !config.deflate_context_takeover {
+                // RFC 7692 7.1.1.1 / 7.1.1.2: the server may ask for both,
+                // offered or not (saves the per-connection zlib state).
+                p.server_no_context_takeover = true;
+                p.client_no_context_takeover = true;
+            }
+            p
+        })
     } else {
         None
     };
@@ -513,7 +521,25 @@ mod tests {
             HandshakeOutcome::Accept {
                 deflate, response, ..
             } => {
-                assert!(deflate.is_some());
+                let d = deflate.expect("negotiated");
+                assert!(d.server_no_context_takeover && d.client_no_context_takeover);
+                assert!(String::from_utf8(response).unwrap().contains(
+                    "Sec-WebSocket-Extensions: permessage-deflate; \
+                     server_no_context_takeover; client_no_context_takeover\r\n"
+                ));
+            }
+            o => panic!("{o:?}"),
+        }
+        // With context takeover allowed, the client's offer is taken as it is.
+        let cfg = WsConfig {
+            deflate_context_takeover: true,
+            ..Default::default()
+        };
+        match run(&h, &[], &cfg) {
+            HandshakeOutcome::Accept {
+                deflate, response, ..
+            } => {
+                assert_eq!(deflate, Some(DeflateParams::default()));
                 assert!(String::from_utf8(response)
                     .unwrap()
                     .contains("Sec-WebSocket-Extensions: permessage-deflate\r\n"));

@@ -158,6 +158,14 @@ pub struct WsConfig {
     pub max_message: usize,
     /// Offer-acceptance of permessage-deflate at all.
     pub deflate: bool,
+    /// Keep the LZ77 windows from message to message (context takeover,
+    /// better compression of similar messages) when the client allows it.
+    /// Off by default: the server then answers every offer with
+    /// `server_no_context_takeover; client_no_context_takeover` (RFC 7692
+    /// 7.1.1.1 and 7.1.1.2 allow a server to ask for both), so no zlib
+    /// state (~300 KiB with context takeover) has to live across messages
+    /// and an idle connection holds none ([`deflate::DeflateCodec`]).
+    pub deflate_context_takeover: bool,
     /// If set, the `Origin` header must be one of these (else 403).
     pub origins: Option<Vec<String>>,
     /// Send a ping after this much silence from the peer; if the peer stays
@@ -176,6 +184,7 @@ impl Default for WsConfig {
             max_frame: 16 << 20,
             max_message: 64 << 20,
             deflate: true,
+            deflate_context_takeover: false,
             origins: None,
             keepalive_ping: Some(Duration::from_secs(30)),
             close_timeout: Duration::from_secs(5),
