@@ -7,15 +7,21 @@
 //!    loss and no rate limit, on the real clock: Gbit/s of protocol
 //!    processing (both ends on one core), and wall-clock ns per data
 //!    segment.
-//! 2. **Loss grid**: 1% and 5% random loss (each direction, seeded), 20 ms
+//! 2. **Loss grid**: 0%, 1% and 5% random loss (each direction, seeded), 20 ms
 //!    RTT (10 ms each way), a 100 Mbit/s bottleneck with a 1-BDP tail-drop
 //!    queue, on a *virtual* clock: goodput of a 10 MB transfer (bytes
-//!    delivered / virtual time), median of several seeds.
+//!    delivered / virtual time), median and spread over 10 seeds, plus what
+//!    the link dropped and what ustack's loss recovery did (retransmissions,
+//!    RTOs, recovery episodes, undone episodes, tail loss probes).
 //!
 //! Both stacks get 1 MiB socket buffers, MTU 1500 (MSS 1460), checksums
 //! computed in software. smoltcp runs with its Reno controller (ustack runs
-//! NewReno); smoltcp has no SACK. The impaired link is ustack's
-//! `phy::sim::Link`, the same for both stacks.
+//! its default, CUBIC, or `--cc newreno`); smoltcp has no SACK. The impaired
+//! link is ustack's `phy::sim::Link`, the same for both stacks.
+//!
+//! Options (after `--`): `--quick`, `--no-grid`, `--grid-only`,
+//! `--only ustack|smoltcp`, `--seeds N`, `--size BYTES`, `--loss 0,1,5`
+//! (percent), `--cc cubic|newreno`. `BENCH_DEBUG=1` prints every run.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -107,6 +113,12 @@ impl Link {
             Link::Sim(l) => l.stats.lost + l.stats.queue_drops,
         }
     }
+    fn queue_drops(&self) -> u64 {
+        match self {
+            Link::Perfect { .. } => 0,
+            Link::Sim(l) => l.stats.queue_drops,
+        }
+    }
 }
 
 // ------------------------------------------------------------- endpoints
@@ -125,6 +137,22 @@ trait Host {
     fn corrupt_at(&self) -> Option<u64> {
         None
     }
+    /// Sender: its stack's loss-recovery counters, where the stack has them.
+    fn counters(&self) -> Option<Counters> {
+        None
+    }
+}
+
+/// A sender's loss-recovery counters (ustack's `Stats`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    retransmissions: u64,
+    rto_timeouts: u64,
+    recoveries: u64,
+    spurious: u64,
+    tlp_probes: u64,
+    /// RFC 9406: slow start ended by a delay increase (CSS entered).
+    hystart_exits: u64,
 }
 
 const A_ADDR: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -152,7 +180,7 @@ fn check(at: u64, data: &[u8]) -> Option<u64> {
 mod us {
     use super::*;
     use ustack::iface::{Config, Stack};
-    use ustack::tcp::{ListenerHandle, SocketHandle};
+    use ustack::tcp::{CongestionAlgorithm, ListenerHandle, SocketHandle};
     use ustack::time::Instant;
 
     pub struct Sender {
@@ -174,17 +202,23 @@ mod us {
         bad: Option<u64>,
     }
 
-    fn config(addr: Ipv4Addr) -> Config {
+    fn config(addr: Ipv4Addr, cc: CongestionAlgorithm) -> Config {
         let mut c = Config::new(addr);
         c.tcp.recv_buffer = BUF;
         c.tcp.send_buffer = BUF;
+        c.tcp.congestion = cc;
         c
     }
 
-    pub fn pair(total: u64, seed: u64, verify: bool) -> (Sender, Receiver) {
-        let mut rs = Stack::new(config(B_ADDR), seed + 2);
+    pub fn pair(
+        total: u64,
+        seed: u64,
+        verify: bool,
+        cc: CongestionAlgorithm,
+    ) -> (Sender, Receiver) {
+        let mut rs = Stack::new(config(B_ADDR, cc), seed + 2);
         let listener = rs.listen(PORT, 16).expect("listen");
-        let mut ss = Stack::new(config(A_ADDR), seed + 1);
+        let mut ss = Stack::new(config(A_ADDR, cc), seed + 1);
         let sock = ss
             .connect(Instant::ZERO, SocketAddrV4::new(B_ADDR, PORT))
             .expect("connect");
@@ -243,6 +277,17 @@ mod us {
         }
         fn received(&self) -> u64 {
             0
+        }
+        fn counters(&self) -> Option<Counters> {
+            let s = self.stack.stats();
+            Some(Counters {
+                retransmissions: s.tcp_retransmissions,
+                rto_timeouts: s.tcp_rto_timeouts,
+                recoveries: s.tcp_sack_recoveries,
+                spurious: s.tcp_spurious_recoveries + s.tcp_spurious_rtos,
+                tlp_probes: s.tcp_tlp_probes,
+                hystart_exits: s.tcp_hystart_css_entered,
+            })
         }
     }
 
@@ -486,6 +531,12 @@ struct Outcome {
     segments: u64,
     /// The receiver got more bytes than were sent, or wrong bytes.
     corrupt: Option<u64>,
+    /// Packets the link dropped, sender -> receiver (random loss + queue)
+    /// and of those the bottleneck queue's drops.
+    dropped: u64,
+    queue_drops: u64,
+    /// The sender's loss-recovery counters (ustack only).
+    counters: Option<Counters>,
 }
 
 /// Run a transfer of `total` bytes. `virtual_clock`: time jumps to the next
@@ -558,13 +609,15 @@ fn run<S: Host, R: Host>(
     }
     if std::env::var_os("BENCH_DEBUG").is_some() {
         eprintln!(
-            "  run: {} of {total} B in {} us clock, s->r {} pkts ({} dropped), r->s {} pkts ({} dropped)",
+            "  run: {} of {total} B in {} us clock, s->r {} pkts ({} dropped, {} by the queue), r->s {} pkts ({} dropped); sender {:?}",
             r.received(),
             now,
             l_sr.sent(),
             l_sr.dropped(),
+            l_sr.queue_drops(),
             l_rs.sent(),
-            l_rs.dropped()
+            l_rs.dropped(),
+            s.counters()
         );
     }
     Outcome {
@@ -573,6 +626,9 @@ fn run<S: Host, R: Host>(
         wall_ns: wall.elapsed().as_nanos(),
         segments: l_sr.sent(),
         corrupt: r.corrupt_at().or((r.received() > total).then_some(total)),
+        dropped: l_sr.dropped(),
+        queue_drops: l_sr.queue_drops(),
+        counters: s.counters(),
     }
 }
 
@@ -598,24 +654,70 @@ fn quiet_allocator() {
     }
 }
 
+/// `--name VALUE` from the command line.
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.as_str())
+}
+
+/// `min max` of a sample.
+fn spread(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+fn median_u(v: impl Iterator<Item = u64>) -> f64 {
+    median(v.map(|x| x as f64).collect())
+}
+
 fn main() {
     quiet_allocator();
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only ustack|smoltcp` (e.g. under perf) and `--no-grid` (perfect link only).
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let only = arg(&args, "--only").map(str::to_string);
     let grid = !args.iter().any(|a| a == "--no-grid");
+    // `--grid-only`: skip the perfect-link run.
+    let bulk_run = !args.iter().any(|a| a == "--grid-only");
     // `cargo bench` passes `--bench`; ignore other arguments.
-    let (bulk, reps, lossy, seeds) = if quick {
-        (20_000_000u64, 3, 2_000_000u64, 3)
+    let (bulk, reps, mut lossy, mut seeds) = if quick {
+        (20_000_000u64, 3, 2_000_000u64, 5)
     } else {
-        (100_000_000u64, 5, 10_000_000u64, 5)
+        (100_000_000u64, 5, 10_000_000u64, 10)
+    };
+    // Loss grid options: `--seeds N`, `--size BYTES`, `--loss 0,1,5` (percent),
+    // `--cc cubic|newreno` (ustack's controller; CUBIC is its default).
+    if let Some(n) = arg(&args, "--seeds").and_then(|v| v.parse().ok()) {
+        seeds = n;
+    }
+    if let Some(n) = arg(&args, "--size").and_then(|v| v.parse().ok()) {
+        lossy = n;
+    }
+    let losses: Vec<f64> = arg(&args, "--loss")
+        .map(|v| {
+            v.split(',')
+                .filter_map(|x| x.trim().parse::<f64>().ok())
+                .map(|p| p / 100.0)
+                .collect()
+        })
+        .unwrap_or_else(|| vec![0.0, 0.01, 0.05]);
+    let cc = match arg(&args, "--cc") {
+        Some("newreno") | Some("reno") => ustack::tcp::CongestionAlgorithm::NewReno,
+        _ => ustack::tcp::CongestionAlgorithm::Cubic,
     };
 
+    if bulk_run {
+        perfect_link(only.as_deref(), bulk, reps, cc);
+    }
+    if grid {
+        loss_grid(only.as_deref(), lossy, seeds, &losses, cc);
+    }
+}
+
+fn perfect_link(only: Option<&str>, bulk: u64, reps: u64, cc: ustack::tcp::CongestionAlgorithm) {
     println!(
         "## In-memory: two stacks, one thread, perfect link ({} MB, median of {reps})\n",
         bulk / 1_000_000
@@ -624,7 +726,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     let mut gbps = [0.0f64; 2];
     for (i, name) in ["ustack", "smoltcp"].iter().enumerate() {
-        if only.as_deref().is_some_and(|o| o != *name) {
+        if only.is_some_and(|o| o != *name) {
             continue;
         }
         let mut g = Vec::new();
@@ -632,7 +734,7 @@ fn main() {
         let mut last = None;
         for rep in 0..reps {
             let o = if i == 0 {
-                let (s, r) = us::pair(bulk, rep, false);
+                let (s, r) = us::pair(bulk, rep, false, cc);
                 run(
                     s,
                     r,
@@ -676,17 +778,30 @@ fn main() {
     if only.is_none() {
         println!("\nustack/smoltcp: {:.2}x\n", gbps[0] / gbps[1]);
     }
-    if !grid {
-        return;
-    }
+}
 
+/// The loss grid: every (loss, seed) point runs both stacks over the same
+/// seeded links; the table gives the median goodput and the spread over
+/// the seeds, and for ustack what its loss recovery did.
+fn loss_grid(
+    only: Option<&str>,
+    lossy: u64,
+    seeds: u64,
+    losses: &[f64],
+    cc: ustack::tcp::CongestionAlgorithm,
+) {
+    let limit: u64 = 600_000_000;
     println!(
-        "## Loss grid: 20 ms RTT, 100 Mbit/s bottleneck (1-BDP queue), random loss both directions ({} MB, median of {seeds} seeds, virtual time)\n",
-        lossy / 1_000_000
+        "## Loss grid: 20 ms RTT, 100 Mbit/s bottleneck (1-BDP queue), random loss both directions ({} MB, {seeds} seeds, virtual time; ustack {})\n",
+        lossy as f64 / 1e6,
+        cc.name()
     );
-    println!("| loss | ustack Mbit/s | smoltcp Mbit/s | ustack/smoltcp |");
-    println!("|---|---|---|---|");
-    for loss in [0.0, 0.01, 0.05] {
+    println!(
+        "| loss | ustack Mbit/s median | ustack min - max | smoltcp Mbit/s median | smoltcp min - max | ustack/smoltcp (medians) | ustack/smoltcp per seed, min - max |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut detail = Vec::new();
+    for &loss in losses {
         let cfg = LinkCfg {
             delay_us: 10_000,
             loss,
@@ -694,19 +809,21 @@ fn main() {
             queue_bytes: 250_000,
         };
         let mut res = [Vec::new(), Vec::new()];
+        let mut outs: [Vec<Outcome>; 2] = [Vec::new(), Vec::new()];
         let mut corrupt = [0; 2];
         let mut unfinished = [0; 2];
         for seed in 0..seeds {
-            let limit = 600_000_000;
-            let ou = {
-                let (s, r) = us::pair(lossy, seed + 100, true);
-                run(s, r, lossy, cfg, cfg, seed + 1000, true, limit)
-            };
-            let os = {
+            let mut pair = [None, None];
+            if only.is_none_or(|o| o == "ustack") {
+                let (s, r) = us::pair(lossy, seed + 100, true, cc);
+                pair[0] = Some(run(s, r, lossy, cfg, cfg, seed + 1000, true, limit));
+            }
+            if only.is_none_or(|o| o == "smoltcp") {
                 let (s, r) = sm::pair(lossy, seed + 100, true);
-                run(s, r, lossy, cfg, cfg, seed + 1000, true, limit)
-            };
-            for (k, o) in [ou, os].into_iter().enumerate() {
+                pair[1] = Some(run(s, r, lossy, cfg, cfg, seed + 1000, true, limit));
+            }
+            for (k, o) in pair.into_iter().enumerate() {
+                let Some(o) = o else { continue };
                 if let Some(at) = o.corrupt {
                     corrupt[k] += 1;
                     eprintln!(
@@ -718,9 +835,9 @@ fn main() {
                     unfinished[k] += 1;
                 }
                 res[k].push(o.bytes as f64 * 8.0 / o.clock_us.max(1) as f64);
+                outs[k].push(o);
             }
         }
-        let (u, s) = (median(res[0].clone()), median(res[1].clone()));
         let note = |k: usize| {
             let mut n = String::new();
             if unfinished[k] > 0 {
@@ -734,14 +851,74 @@ fn main() {
             }
             n
         };
+        let cell = |k: usize| {
+            if res[k].is_empty() {
+                return ("-".to_string(), "-".to_string());
+            }
+            let (lo, hi) = spread(&res[k]);
+            (
+                format!("{:.2}{}", median(res[k].clone()), note(k)),
+                format!("{lo:.2} - {hi:.2}"),
+            )
+        };
+        let (um, us_) = cell(0);
+        let (sm_, ss) = cell(1);
+        let (ratio, ratio_spread) = if res[0].len() == res[1].len() && !res[0].is_empty() {
+            let per: Vec<f64> = res[0].iter().zip(&res[1]).map(|(u, s)| u / s).collect();
+            let (lo, hi) = spread(&per);
+            (
+                format!("{:.2}x", median(res[0].clone()) / median(res[1].clone())),
+                format!("{lo:.2}x - {hi:.2}x"),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
         println!(
-            "| {:.0}% | {:.2}{} | {:.2}{} | {:.2}x |",
-            loss * 100.0,
-            u,
-            note(0),
-            s,
-            note(1),
-            u / s
+            "| {}% | {um} | {us_} | {sm_} | {ss} | {ratio} | {ratio_spread} |",
+            loss * 100.0
         );
+        detail.push((loss, std::mem::take(&mut outs)));
+    }
+    println!(
+        "\nPer loss rate, medians over the seeds: packets the link dropped data-way (of those, by the full queue), and what the sender did. Goodput of every seed in seed order.\n"
+    );
+    println!(
+        "| loss | stack | drops (queue) | retransmissions | RTOs | recoveries | undone | TLPs | HyStart++ exits | goodput per seed, Mbit/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (loss, outs) in &detail {
+        for (k, name) in ["ustack", "smoltcp"].iter().enumerate() {
+            let o = &outs[k];
+            if o.is_empty() {
+                continue;
+            }
+            let c = |f: fn(&Counters) -> u64| -> String {
+                if o.iter().all(|x| x.counters.is_some()) {
+                    format!(
+                        "{:.0}",
+                        median_u(o.iter().map(|x| f(&x.counters.unwrap_or_default())))
+                    )
+                } else {
+                    "-".into()
+                }
+            };
+            let per: Vec<String> = o
+                .iter()
+                .map(|x| format!("{:.1}", x.bytes as f64 * 8.0 / x.clock_us.max(1) as f64))
+                .collect();
+            println!(
+                "| {}% | {name} | {:.0} ({:.0}) | {} | {} | {} | {} | {} | {} | {} |",
+                loss * 100.0,
+                median_u(o.iter().map(|x| x.dropped)),
+                median_u(o.iter().map(|x| x.queue_drops)),
+                c(|c| c.retransmissions),
+                c(|c| c.rto_timeouts),
+                c(|c| c.recoveries),
+                c(|c| c.spurious),
+                c(|c| c.tlp_probes),
+                c(|c| c.hystart_exits),
+                per.join(" ")
+            );
+        }
     }
 }

@@ -154,6 +154,10 @@ pub struct ConnInfo {
     pub recv_window: u32,
     pub retransmissions: u64,
     pub mss: u32,
+    /// Congestion-control phase: `slow_start`, `css` (RFC 9406 Conservative
+    /// Slow Start), `congestion_avoidance`, `recovery` (fast recovery) or
+    /// `loss` (after a retransmission timeout).
+    pub cc_phase: &'static str,
 }
 
 /// Who answers for a connection slot.
@@ -1375,6 +1379,7 @@ impl Stack {
                 recv_window: t.recv_window(),
                 retransmissions: t.retransmissions,
                 mss: t.mss(),
+                cc_phase: t.cc_phase(),
             })
         })
     }

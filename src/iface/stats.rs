@@ -97,8 +97,20 @@ pub struct Stats {
     pub tcp_dsacks_received: u64,
     /// Segments marked lost by RACK / IsLost.
     pub tcp_segments_marked_lost: u64,
-    /// Recovery episodes undone because D-SACK showed them spurious.
+    /// Recovery episodes undone because D-SACKs or timestamps showed every
+    /// retransmission in them unneeded.
     pub tcp_spurious_recoveries: u64,
+    /// Retransmission timeouts undone the same way (RFC 3522 / RFC 4015).
+    pub tcp_spurious_rtos: u64,
+    /// Retransmissions a timestamp echo showed unneeded (RFC 3522: the ACK
+    /// that covered the hole echoed the original transmission).
+    pub tcp_spurious_retransmits_ts: u64,
+    /// RFC 9406 HyStart++: slow start ended by a delay increase (entered
+    /// CSS), CSS found the increase spurious (back to slow start), and CSS
+    /// ran its rounds (congestion avoidance without a loss).
+    pub tcp_hystart_css_entered: u64,
+    pub tcp_hystart_css_resumed: u64,
+    pub tcp_hystart_css_completed: u64,
 }
 
 impl Stats {

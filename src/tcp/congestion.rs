@@ -1,18 +1,67 @@
 //! Congestion control behind a trait, so controllers drop in: RFC 5681
-//! Reno arithmetic ([`NewReno`]) and RFC 9438 CUBIC ([`Cubic`], the default).
+//! Reno arithmetic ([`NewReno`]) and RFC 9438 CUBIC ([`Cubic`], the default),
+//! both with RFC 9406 HyStart++ ([`HyStart`]) in their initial slow start.
 //!
 //! The split of work:
 //!
 //! * the **socket** owns loss *detection* and the recovery episode: the
-//!   RFC 6675 SACK scoreboard and `pipe`, RACK-TLP (RFC 8985), and, when the
-//!   peer does not do SACK, RFC 6582 NewReno recovery (the `recover` point,
-//!   partial ACKs, window inflation through [`CongestionControl::set_cwnd`]);
+//!   RFC 6675 SACK scoreboard and `pipe`, RACK-TLP (RFC 8985), RFC 6937
+//!   proportional rate reduction during SACK recovery (it sets cwnd through
+//!   [`CongestionControl::set_cwnd`]), and, when the peer does not do SACK,
+//!   RFC 6582 NewReno recovery (the `recover` point, partial ACKs, window
+//!   inflation);
 //! * the **controller** owns the window arithmetic: how much cwnd grows per
-//!   ACK and how far it falls on a congestion event or a timeout.
+//!   ACK (slow start with HyStart++, congestion avoidance) and how far it
+//!   falls on a congestion event or a timeout.
 //!
 //! All sizes are bytes. Times come in as arguments (sans-IO).
 
+use super::socket::seq_ge;
 use crate::time::{Duration, Instant};
+
+/// What one acceptable ACK that acknowledged new data tells the controller.
+#[derive(Clone, Copy, Debug)]
+pub struct Ack {
+    pub now: Instant,
+    /// Bytes newly acknowledged cumulatively (RFC 5681 byte counting; the
+    /// `N` of RFC 9406).
+    pub acked: u32,
+    pub mss: u32,
+    /// FlightSize before this ACK.
+    pub in_flight: u32,
+    /// Smoothed RTT (zero when unknown).
+    pub srtt: Duration,
+    /// The RTT this ACK measured (RFC 9406 `currRTT`): from the most
+    /// recently sent segment it newly acknowledged that was never
+    /// retransmitted, or from its timestamp echo. `None`: no sample.
+    pub rtt: Option<Duration>,
+    /// SND.UNA after the ACK and SND.NXT (RFC 9406 counts rounds in
+    /// sequence numbers: a round ends when its `windowEnd` is acknowledged).
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+}
+
+/// Where the controller is, for stats and traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// cwnd < ssthresh, standard (or HyStart++) slow start.
+    SlowStart,
+    /// RFC 9406 Conservative Slow Start: after a delay increase, growth at
+    /// a quarter of slow start's for up to `CSS_ROUNDS` rounds.
+    ConservativeSlowStart,
+    /// cwnd >= ssthresh.
+    CongestionAvoidance,
+}
+
+impl Phase {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::SlowStart => "slow_start",
+            Phase::ConservativeSlowStart => "css",
+            Phase::CongestionAvoidance => "congestion_avoidance",
+        }
+    }
+}
 
 /// The window arithmetic of a congestion controller. All sizes in bytes.
 pub trait CongestionControl: core::fmt::Debug + Send {
@@ -20,14 +69,12 @@ pub trait CongestionControl: core::fmt::Debug + Send {
     fn cwnd(&self) -> u32;
     /// Slow-start threshold.
     fn ssthresh(&self) -> u32;
-    /// Overwrite cwnd. Used by the socket's RFC 6582 recovery (inflation by
-    /// one MSS per duplicate ACK, deflation on a partial ACK), which is the
-    /// same for every controller.
+    /// Overwrite cwnd. Used by the socket's recovery: RFC 6937 PRR during
+    /// SACK recovery, RFC 6582 inflation/deflation without SACK; the same
+    /// for every controller.
     fn set_cwnd(&mut self, cwnd: u32);
     /// New data was cumulatively acknowledged outside loss recovery.
-    /// `in_flight` is the data outstanding before this ACK; `srtt` the
-    /// smoothed RTT (zero when unknown).
-    fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, in_flight: u32, srtt: Duration);
+    fn on_ack(&mut self, ack: &Ack);
     /// A congestion event (loss found by duplicate ACKs, SACK or RACK):
     /// set ssthresh and cwnd = ssthresh (RFC 5681 3.2 step 2, RFC 6675 5
     /// step 4.2, RFC 9438 4.6). `in_flight` is FlightSize.
@@ -40,10 +87,21 @@ pub trait CongestionControl: core::fmt::Debug + Send {
         let c = self.ssthresh().min(in_flight.max(mss) + mss);
         self.set_cwnd(c);
     }
-    /// The last congestion event was spurious (RFC 2883 D-SACK showed every
-    /// retransmission of the episode was unneeded): restore the window
-    /// from before it (RFC 3708 / Linux "undo").
-    fn undo(&mut self) {}
+    /// The last congestion event or timeout was spurious (D-SACK showed
+    /// every retransmission unneeded, or a timestamp echo showed the
+    /// original arrived): restore the state from before it (RFC 3708 /
+    /// RFC 4015 / Linux "undo"). Returns whether there was anything to undo.
+    fn undo(&mut self) -> bool {
+        false
+    }
+    /// Slow start, HyStart++'s CSS, or congestion avoidance.
+    fn phase(&self) -> Phase {
+        if self.cwnd() < self.ssthresh() {
+            Phase::SlowStart
+        } else {
+            Phase::CongestionAvoidance
+        }
+    }
     /// Name for stats and logs.
     fn name(&self) -> &'static str;
 }
@@ -53,16 +111,154 @@ pub fn initial_window(mss: u32) -> u32 {
     (10 * mss).min((2 * mss).max(14600))
 }
 
+/// RFC 9406 4.3: lower bound of the delay increase that ends slow start.
+pub const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
+/// RFC 9406 4.3: upper bound of that threshold.
+pub const MAX_RTT_THRESH: Duration = Duration::from_millis(16);
+/// RFC 9406 4.3: the threshold is lastRoundMinRTT / MIN_RTT_DIVISOR, clamped.
+pub const MIN_RTT_DIVISOR: u32 = 8;
+/// RFC 9406 4.3: RTT samples a round needs before its minimum counts.
+pub const N_RTT_SAMPLE: u32 = 8;
+/// RFC 9406 4.3: CSS grows cwnd at 1/CSS_GROWTH_DIVISOR of slow start's rate.
+pub const CSS_GROWTH_DIVISOR: u32 = 4;
+/// RFC 9406 4.3: rounds of CSS before congestion avoidance.
+pub const CSS_ROUNDS: u32 = 5;
+
+/// The HyStart++ phase (RFC 9406 4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HyStartPhase {
+    /// Standard slow start, watching the round's minimum RTT.
+    SlowStart,
+    /// Conservative Slow Start, in its `n`th round (the partial round in
+    /// which CSS began is round 1).
+    Css(u32),
+    /// Not in use: after the first congestion event or timeout (RFC 9406
+    /// 4.2: only the initial slow start), or after CSS ended.
+    Off,
+}
+
+/// What HyStart++ makes of one ACK in slow start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowStartStep {
+    /// Grow cwnd by this many bytes.
+    Grow(u32),
+    /// CSS is over (RFC 9406 4.2): ssthresh = cwnd, congestion avoidance.
+    EnterAvoidance,
+}
+
+/// RFC 9406 HyStart++: slow start that ends *before* the first loss, when
+/// the minimum RTT of a round has grown by `RttThresh` over the previous
+/// round's (the bottleneck queue is filling), followed by Conservative Slow
+/// Start, which grows at a quarter of the rate for `CSS_ROUNDS` rounds and
+/// goes back to slow start if the RTT falls again (the increase was jitter).
+///
+/// ustack does not pace, for which the RFC suggests `L = 8` (at most 8 SMSS
+/// of cwnd growth per ACK). ustack uses `L = infinity`, as Linux's slow start
+/// does: its main peer, Linux behind a TUN device with GRO, acknowledges up
+/// to 44 segments with one ACK, and L = 8 would slow slow start to about
+/// x1.2 per round trip there. Growth is still bounded by what was acked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HyStart {
+    phase: HyStartPhase,
+    /// The round ends when SND.UNA reaches this (`windowEnd`).
+    window_end: Option<u32>,
+    last_round_min_rtt: Option<Duration>,
+    current_round_min_rtt: Option<Duration>,
+    rtt_sample_count: u32,
+    css_baseline_min_rtt: Option<Duration>,
+}
+
+impl Default for HyStart {
+    fn default() -> Self {
+        HyStart {
+            phase: HyStartPhase::SlowStart,
+            window_end: None,
+            last_round_min_rtt: None,
+            current_round_min_rtt: None,
+            rtt_sample_count: 0,
+            css_baseline_min_rtt: None,
+        }
+    }
+}
+
+impl HyStart {
+    pub fn phase(&self) -> HyStartPhase {
+        self.phase
+    }
+    /// HyStart++ is used only in the initial slow start (RFC 9406 4.2).
+    pub fn turn_off(&mut self) {
+        self.phase = HyStartPhase::Off;
+    }
+
+    /// One ACK that acknowledged `a.acked` new bytes while cwnd < ssthresh.
+    pub fn on_ack(&mut self, a: &Ack) -> SlowStartStep {
+        let divisor = match self.phase {
+            HyStartPhase::Off => return SlowStartStep::Grow(a.acked),
+            HyStartPhase::SlowStart => 1,
+            HyStartPhase::Css(_) => CSS_GROWTH_DIVISOR,
+        };
+        if self.window_end.is_none() {
+            // The first round ends with what is in flight now.
+            self.window_end = Some(a.snd_nxt);
+        }
+        // Keep track of the round's minimum RTT.
+        if let Some(rtt) = a.rtt {
+            self.current_round_min_rtt =
+                Some(self.current_round_min_rtt.map_or(rtt, |m| m.min(rtt)));
+            self.rtt_sample_count += 1;
+        }
+        if self.rtt_sample_count >= N_RTT_SAMPLE {
+            match (self.phase, self.current_round_min_rtt) {
+                (HyStartPhase::SlowStart, Some(cur)) => {
+                    if let Some(last) = self.last_round_min_rtt {
+                        let thresh = (last / MIN_RTT_DIVISOR).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH);
+                        if cur >= last + thresh {
+                            // Delay increase: the queue is building.
+                            self.css_baseline_min_rtt = Some(cur);
+                            self.phase = HyStartPhase::Css(1);
+                        }
+                    }
+                }
+                (HyStartPhase::Css(_), Some(cur))
+                    if self.css_baseline_min_rtt.is_some_and(|b| cur < b) =>
+                {
+                    // The RTT fell below the baseline: the exit was
+                    // spurious, resume slow start.
+                    self.css_baseline_min_rtt = None;
+                    self.phase = HyStartPhase::SlowStart;
+                }
+                _ => {}
+            }
+        }
+        // Round accounting: the round ends when windowEnd is acknowledged.
+        if self.window_end.is_some_and(|w| seq_ge(a.snd_una, w)) {
+            self.window_end = Some(a.snd_nxt);
+            self.last_round_min_rtt = self.current_round_min_rtt;
+            self.current_round_min_rtt = None;
+            self.rtt_sample_count = 0;
+            if let HyStartPhase::Css(n) = self.phase {
+                if n >= CSS_ROUNDS {
+                    self.phase = HyStartPhase::Off;
+                    return SlowStartStep::EnterAvoidance;
+                }
+                self.phase = HyStartPhase::Css(n + 1);
+            }
+        }
+        SlowStartStep::Grow(a.acked / divisor)
+    }
+}
+
 /// RFC 5681 Reno window arithmetic, used with RFC 6582 NewReno or RFC 6675
-/// SACK recovery.
+/// SACK recovery, and RFC 9406 HyStart++ in the initial slow start.
 #[derive(Debug, Clone)]
 pub struct NewReno {
     cwnd: u32,
     ssthresh: u32,
     /// Bytes acked in congestion avoidance since cwnd last grew (RFC 5681 3.1, byte counting).
     bytes_acked: u32,
-    /// (cwnd, ssthresh) before the last congestion event, for `undo`.
-    prior: Option<(u32, u32)>,
+    hystart: HyStart,
+    /// State before the last congestion event or timeout, for `undo`.
+    prior: Option<(u32, u32, HyStart)>,
 }
 
 impl NewReno {
@@ -71,8 +267,12 @@ impl NewReno {
             cwnd: initial_window(mss),
             ssthresh: u32::MAX,
             bytes_acked: 0,
+            hystart: HyStart::default(),
             prior: None,
         }
+    }
+    pub fn hystart(&self) -> &HyStart {
+        &self.hystart
     }
 }
 
@@ -86,43 +286,66 @@ impl CongestionControl for NewReno {
     fn set_cwnd(&mut self, cwnd: u32) {
         self.cwnd = cwnd.max(1);
     }
-    fn on_ack(&mut self, _now: Instant, acked: u32, mss: u32, _in_flight: u32, _srtt: Duration) {
+    fn on_ack(&mut self, a: &Ack) {
         if self.cwnd < self.ssthresh {
-            // Slow start with byte counting (RFC 3465). The per-ACK limit L
-            // is not applied: receivers behind GRO/LRO (the Linux kernel on
-            // a TUN device) acknowledge many segments at once, and limiting
-            // each stretch ACK to 2*SMSS would stall slow start. Growth is
+            // Slow start with byte counting (RFC 3465), through HyStart++.
+            // The per-ACK limit L is not applied (see `HyStart`). Growth is
             // still bounded by what was actually acknowledged.
-            self.cwnd = self
-                .cwnd
-                .saturating_add(acked)
-                .min(self.ssthresh.max(self.cwnd));
+            match self.hystart.on_ack(a) {
+                SlowStartStep::Grow(n) => {
+                    self.cwnd = self
+                        .cwnd
+                        .saturating_add(n)
+                        .min(self.ssthresh.max(self.cwnd));
+                }
+                SlowStartStep::EnterAvoidance => self.ssthresh = self.cwnd,
+            }
         } else {
             // Congestion avoidance: one MSS per cwnd of acked data.
-            self.bytes_acked = self.bytes_acked.saturating_add(acked);
+            self.bytes_acked = self.bytes_acked.saturating_add(a.acked);
             if self.bytes_acked >= self.cwnd {
                 self.bytes_acked -= self.cwnd;
-                self.cwnd = self.cwnd.saturating_add(mss);
+                self.cwnd = self.cwnd.saturating_add(a.mss);
             }
         }
     }
     fn on_congestion_event(&mut self, _now: Instant, in_flight: u32, mss: u32) {
-        self.prior = Some((self.cwnd, self.ssthresh));
+        self.prior = Some((self.cwnd, self.ssthresh, self.hystart.clone()));
+        self.hystart.turn_off();
         // RFC 5681 eq. 4: ssthresh = max(FlightSize / 2, 2*SMSS).
         self.ssthresh = (in_flight / 2).max(2 * mss);
         self.cwnd = self.ssthresh;
         self.bytes_acked = 0;
     }
     fn on_rto(&mut self, _now: Instant, in_flight: u32, mss: u32) {
-        self.prior = None;
+        // Remember the state before the first timeout of a series (a
+        // backed-off second timeout must not overwrite it with 1 MSS).
+        if self.cwnd > mss || self.prior.is_none() {
+            self.prior = Some((self.cwnd, self.ssthresh, self.hystart.clone()));
+        }
+        self.hystart.turn_off();
         self.ssthresh = (in_flight / 2).max(2 * mss);
         self.cwnd = mss;
         self.bytes_acked = 0;
     }
-    fn undo(&mut self) {
-        if let Some((c, s)) = self.prior.take() {
-            self.cwnd = self.cwnd.max(c);
-            self.ssthresh = s;
+    fn undo(&mut self) -> bool {
+        match self.prior.take() {
+            Some((c, s, h)) => {
+                self.cwnd = self.cwnd.max(c);
+                self.ssthresh = s;
+                self.hystart = h;
+                true
+            }
+            None => false,
+        }
+    }
+    fn phase(&self) -> Phase {
+        if self.cwnd >= self.ssthresh {
+            Phase::CongestionAvoidance
+        } else if matches!(self.hystart.phase(), HyStartPhase::Css(_)) {
+            Phase::ConservativeSlowStart
+        } else {
+            Phase::SlowStart
         }
     }
     fn name(&self) -> &'static str {
@@ -170,8 +393,10 @@ pub struct Cubic {
     k: f64,
     /// The Reno-friendly window estimate (segments), 4.3.
     w_est: f64,
-    /// State before the last congestion event, for `undo`.
-    prior: Option<(f64, u32, f64)>,
+    /// RFC 9406 HyStart++ in the initial slow start.
+    hystart: HyStart,
+    /// State before the last congestion event or timeout, for `undo`.
+    prior: Option<CubicPrior>,
 }
 
 impl Cubic {
@@ -184,6 +409,7 @@ impl Cubic {
             epoch_start: None,
             k: 0.0,
             w_est: 0.0,
+            hystart: HyStart::default(),
             prior: None,
         }
     }
@@ -196,11 +422,24 @@ impl Cubic {
     pub fn k(&self) -> f64 {
         self.k
     }
+    pub fn hystart(&self) -> &HyStart {
+        &self.hystart
+    }
+
+    fn save_prior(&mut self) {
+        self.prior = Some(CubicPrior {
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            w_max: self.w_max,
+            cwnd_prior: self.cwnd_prior,
+            hystart: self.hystart.clone(),
+        });
+    }
 
     /// The reduction common to a congestion event and a timeout (4.6, 4.7).
     fn reduce(&mut self, mss: u32) {
         let seg = self.cwnd / mss as f64;
-        self.prior = Some((self.cwnd, self.ssthresh, self.w_max));
+        self.hystart.turn_off();
         // Fast convergence (4.7): a flow whose window shrank since the last
         // event releases bandwidth to newcomers by remembering less.
         self.w_max = if seg < self.w_max {
@@ -214,6 +453,16 @@ impl Cubic {
     }
 }
 
+/// What `Cubic::undo` restores.
+#[derive(Debug, Clone)]
+struct CubicPrior {
+    cwnd: f64,
+    ssthresh: u32,
+    w_max: f64,
+    cwnd_prior: f64,
+    hystart: HyStart,
+}
+
 impl CongestionControl for Cubic {
     fn cwnd(&self) -> u32 {
         self.cwnd.min(u32::MAX as f64) as u32
@@ -224,11 +473,21 @@ impl CongestionControl for Cubic {
     fn set_cwnd(&mut self, cwnd: u32) {
         self.cwnd = cwnd.max(1) as f64;
     }
-    fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, _in_flight: u32, srtt: Duration) {
+    fn on_ack(&mut self, a: &Ack) {
+        let (now, acked, mss, srtt) = (a.now, a.acked, a.mss, a.srtt);
         let mss_f = mss as f64;
         if self.cwnd < self.ssthresh as f64 {
-            // Slow start (RFC 9438 4.10 defers to RFC 5681; byte counting as NewReno).
-            self.cwnd = (self.cwnd + acked as f64).min((self.ssthresh as f64).max(self.cwnd));
+            // Slow start (RFC 9438 4.10 defers to RFC 5681, and allows
+            // HyStart++): byte counting as NewReno.
+            match self.hystart.on_ack(a) {
+                SlowStartStep::Grow(n) => {
+                    self.cwnd = (self.cwnd + n as f64).min((self.ssthresh as f64).max(self.cwnd));
+                }
+                // HyStart++ ended slow start without a loss: congestion
+                // avoidance from here; the first epoch puts W_max at this
+                // cwnd (K = 0), as there is no saturation point yet.
+                SlowStartStep::EnterAvoidance => self.ssthresh = self.cwnd(),
+            }
             return;
         }
         let seg = self.cwnd / mss_f;
@@ -270,23 +529,43 @@ impl CongestionControl for Cubic {
         self.cwnd += (target - seg) / seg * acked_seg * mss_f;
     }
     fn on_congestion_event(&mut self, _now: Instant, _in_flight: u32, mss: u32) {
+        self.save_prior();
         self.reduce(mss);
         self.cwnd = self.ssthresh as f64;
     }
     fn on_rto(&mut self, _now: Instant, _in_flight: u32, mss: u32) {
         // 4.8: the same reduction of ssthresh and W_max, then restart from
         // one segment in slow start; the next epoch starts when slow start
-        // reaches ssthresh.
+        // reaches ssthresh. The state before the first timeout of a
+        // series is what an undo restores (a backed-off second timeout
+        // must not overwrite it with 1 MSS).
+        if self.cwnd > mss as f64 || self.prior.is_none() {
+            self.save_prior();
+        }
         self.reduce(mss);
-        self.prior = None;
         self.cwnd = mss as f64;
     }
-    fn undo(&mut self) {
-        if let Some((c, s, w)) = self.prior.take() {
-            self.cwnd = self.cwnd.max(c);
-            self.ssthresh = s;
-            self.w_max = w;
-            self.epoch_start = None;
+    fn undo(&mut self) -> bool {
+        match self.prior.take() {
+            Some(p) => {
+                self.cwnd = self.cwnd.max(p.cwnd);
+                self.ssthresh = p.ssthresh;
+                self.w_max = p.w_max;
+                self.cwnd_prior = p.cwnd_prior;
+                self.hystart = p.hystart;
+                self.epoch_start = None;
+                true
+            }
+            None => false,
+        }
+    }
+    fn phase(&self) -> Phase {
+        if self.cwnd >= self.ssthresh as f64 {
+            Phase::CongestionAvoidance
+        } else if matches!(self.hystart.phase(), HyStartPhase::Css(_)) {
+            Phase::ConservativeSlowStart
+        } else {
+            Phase::SlowStart
         }
     }
     fn name(&self) -> &'static str {
@@ -300,22 +579,36 @@ mod tests {
     const MSS: u32 = 1000;
     const Z: Duration = Duration::ZERO;
 
+    /// An ACK of `acked` bytes without an RTT sample (HyStart++ stays put).
+    fn ack(now: Instant, acked: u32, srtt: Duration) -> Ack {
+        Ack {
+            now,
+            acked,
+            mss: MSS,
+            in_flight: 0,
+            srtt,
+            rtt: None,
+            snd_una: 0,
+            snd_nxt: 0,
+        }
+    }
+
     #[test]
     fn slow_start_then_avoidance() {
         let mut cc = NewReno::new(MSS);
         assert_eq!(cc.cwnd(), 10 * MSS);
-        cc.on_ack(Instant::ZERO, MSS, MSS, 0, Z);
+        cc.on_ack(&ack(Instant::ZERO, MSS, Z));
         assert_eq!(cc.cwnd(), 11 * MSS);
         cc.on_rto(Instant::ZERO, 20 * MSS, MSS);
         assert_eq!(cc.ssthresh(), 10 * MSS);
         assert_eq!(cc.cwnd(), MSS);
         for _ in 0..9 {
-            cc.on_ack(Instant::ZERO, MSS, MSS, 0, Z);
+            cc.on_ack(&ack(Instant::ZERO, MSS, Z));
         }
         assert_eq!(cc.cwnd(), 10 * MSS, "slow start up to ssthresh");
         // Avoidance: +1 MSS per cwnd acked.
         for _ in 0..10 {
-            cc.on_ack(Instant::ZERO, MSS, MSS, 0, Z);
+            cc.on_ack(&ack(Instant::ZERO, MSS, Z));
         }
         assert_eq!(cc.cwnd(), 11 * MSS);
     }
@@ -361,10 +654,10 @@ mod tests {
         for _ in 0..rounds {
             let segs = (cc.cwnd() / MSS).max(1);
             for _ in 0..segs {
-                cc.on_ack(now, MSS, MSS, 0, rtt);
+                cc.on_ack(&ack(now, MSS, rtt));
             }
             now += rtt;
-            out.push(cc.cwnd as f64 / MSS as f64);
+            out.push(cc.cwnd / MSS as f64);
         }
         out
     }
@@ -448,20 +741,195 @@ mod tests {
         assert_eq!(cc.cwnd(), MSS);
         assert_eq!(cc.ssthresh(), 70 * MSS);
         for _ in 0..200 {
-            cc.on_ack(Instant::ZERO, MSS, MSS, 0, Z);
+            cc.on_ack(&ack(Instant::ZERO, MSS, Z));
             if cc.cwnd() >= cc.ssthresh() {
                 break;
             }
         }
         assert_eq!(cc.cwnd(), 70 * MSS, "slow start stops at ssthresh");
         // The next epoch starts below W_max = 100: K > 0 (concave).
-        cc.on_ack(
+        cc.on_ack(&ack(
             Instant::from_millis(1),
             MSS,
-            MSS,
-            0,
             Duration::from_millis(10),
-        );
+        ));
         assert!((cc.k() - cubic_k(100.0, 70.0)).abs() < 0.01, "K {}", cc.k());
+    }
+
+    /// Drive `cc` through slow start, one ACK per MSS, each round sending a
+    /// full cwnd. `rtt(round, i)` is the RTT the `i`th ACK of a round
+    /// reports. Returns (phase, cwnd in segments) at the end of each round.
+    fn ss_rounds(
+        cc: &mut dyn CongestionControl,
+        rounds: usize,
+        rtt: impl Fn(usize, usize) -> Option<Duration>,
+    ) -> Vec<(Phase, f64)> {
+        let mut now = Instant::ZERO;
+        let (mut una, mut nxt) = (0u32, cc.cwnd());
+        let mut window_end = nxt;
+        let (mut round, mut i) = (0, 0);
+        let mut out = Vec::new();
+        while round < rounds {
+            now += Duration::from_micros(100);
+            una += MSS;
+            let r = rtt(round, i);
+            cc.on_ack(&Ack {
+                now,
+                acked: MSS,
+                mss: MSS,
+                in_flight: nxt - una + MSS,
+                srtt: r.unwrap_or(Z),
+                rtt: r,
+                snd_una: una,
+                snd_nxt: nxt,
+            });
+            i += 1;
+            if una >= window_end {
+                out.push((cc.phase(), cc.cwnd() as f64 / MSS as f64));
+                round += 1;
+                i = 0;
+                window_end = nxt;
+            }
+            nxt = nxt.max(una + cc.cwnd() / MSS * MSS);
+        }
+        out
+    }
+
+    fn ms(v: u64) -> Option<Duration> {
+        Some(Duration::from_millis(v))
+    }
+
+    #[test]
+    fn hystart_constant_rtt_keeps_slow_start() {
+        for cc in [
+            &mut NewReno::new(MSS) as &mut dyn CongestionControl,
+            &mut Cubic::new(MSS),
+        ] {
+            let r = ss_rounds(cc, 8, |_, _| ms(20));
+            for w in r.windows(2) {
+                assert_eq!(w[1].0, Phase::SlowStart);
+                assert!((w[1].1 / w[0].1 - 2.0).abs() < 0.11, "{r:?}");
+            }
+            assert_eq!(cc.ssthresh(), u32::MAX);
+        }
+    }
+
+    #[test]
+    fn hystart_delay_increase_enters_css_then_avoidance() {
+        // Rounds 0-3 at 20 ms; from round 4 on the queue adds 4 ms: that is
+        // RttThresh = max(4 ms, min(20 ms / 8, 16 ms)) exactly.
+        for cc in [
+            &mut NewReno::new(MSS) as &mut dyn CongestionControl,
+            &mut Cubic::new(MSS),
+        ] {
+            let r = ss_rounds(cc, 11, |round, _| ms(if round < 4 { 20 } else { 24 }));
+            let phases: Vec<Phase> = r.iter().map(|x| x.0).collect();
+            use Phase::*;
+            assert_eq!(
+                phases,
+                [
+                    SlowStart,
+                    SlowStart,
+                    SlowStart,
+                    SlowStart,
+                    // CSS from the 9th ACK of round 4; that round counts as
+                    // the first of CSS_ROUNDS = 5.
+                    ConservativeSlowStart,
+                    ConservativeSlowStart,
+                    ConservativeSlowStart,
+                    ConservativeSlowStart,
+                    CongestionAvoidance,
+                    CongestionAvoidance,
+                    CongestionAvoidance,
+                ],
+                "{} {r:?}",
+                cc.name()
+            );
+            // CSS grows by a quarter of slow start's rate: x1.25 per round.
+            for k in 5..8 {
+                let g = r[k].1 / r[k - 1].1;
+                assert!((g - 1.25).abs() < 0.02, "{} round {k}: x{g}", cc.name());
+            }
+            // Leaving CSS sets ssthresh = cwnd.
+            assert_eq!(cc.ssthresh(), (r[8].1 * MSS as f64) as u32, "{}", cc.name());
+        }
+    }
+
+    #[test]
+    fn hystart_delay_increase_below_threshold_is_ignored() {
+        // 3.9 ms more than the last round: below MIN_RTT_THRESH.
+        let mut cc = NewReno::new(MSS);
+        let r = ss_rounds(&mut cc, 6, |round, _| {
+            Some(Duration::from_micros(if round < 3 {
+                20_000
+            } else {
+                23_900
+            }))
+        });
+        assert!(r.iter().all(|x| x.0 == Phase::SlowStart), "{r:?}");
+        // On a 200 ms path the threshold is MAX_RTT_THRESH = 16 ms (not 25).
+        let mut cc = NewReno::new(MSS);
+        let r = ss_rounds(&mut cc, 6, |round, _| ms(if round < 3 { 200 } else { 215 }));
+        assert!(r.iter().all(|x| x.0 == Phase::SlowStart), "{r:?}");
+        let mut cc = NewReno::new(MSS);
+        let r = ss_rounds(&mut cc, 6, |round, _| ms(if round < 3 { 200 } else { 216 }));
+        assert_eq!(r[3].0, Phase::ConservativeSlowStart, "{r:?}");
+    }
+
+    #[test]
+    fn hystart_needs_n_rtt_samples_per_round() {
+        // Only 7 ACKs per round carry an RTT sample: never enough.
+        let mut cc = Cubic::new(MSS);
+        let r = ss_rounds(&mut cc, 7, |round, i| {
+            (i < 7).then(|| Duration::from_millis(if round < 3 { 20 } else { 40 }))
+        });
+        assert!(r.iter().all(|x| x.0 == Phase::SlowStart), "{r:?}");
+        // With the 8th sample the same increase ends slow start.
+        let mut cc = Cubic::new(MSS);
+        let r = ss_rounds(&mut cc, 7, |round, i| {
+            (i < 8).then(|| Duration::from_millis(if round < 3 { 20 } else { 40 }))
+        });
+        assert_eq!(r[3].0, Phase::ConservativeSlowStart, "{r:?}");
+    }
+
+    #[test]
+    fn hystart_css_falls_back_to_slow_start_when_rtt_drops() {
+        // A spike in rounds 4-5 (jitter, not a queue): CSS, then the RTT
+        // falls below cssBaselineMinRtt and slow start resumes.
+        let mut cc = Cubic::new(MSS);
+        let r = ss_rounds(&mut cc, 9, |round, _| {
+            ms(match round {
+                0..=3 => 20,
+                4 | 5 => 30,
+                _ => 21,
+            })
+        });
+        assert_eq!(r[4].0, Phase::ConservativeSlowStart);
+        assert_eq!(r[5].0, Phase::ConservativeSlowStart);
+        for x in &r[6..] {
+            assert_eq!(x.0, Phase::SlowStart, "{r:?}");
+        }
+        assert!(
+            (r[8].1 / r[7].1 - 2.0).abs() < 0.01,
+            "doubling again: {r:?}"
+        );
+        assert_eq!(cc.ssthresh(), u32::MAX);
+    }
+
+    #[test]
+    fn hystart_only_in_the_initial_slow_start() {
+        let mut cc = NewReno::new(MSS);
+        cc.on_congestion_event(Instant::ZERO, 40 * MSS, MSS);
+        assert_eq!(cc.hystart().phase(), HyStartPhase::Off);
+        let mut cc = Cubic::new(MSS);
+        cc.on_rto(Instant::ZERO, 40 * MSS, MSS);
+        assert_eq!(cc.hystart().phase(), HyStartPhase::Off);
+        // Slow start after the timeout: no CSS whatever the RTT does.
+        let r = ss_rounds(&mut cc, 5, |round, _| ms(20 + 10 * round as u64));
+        assert!(r.iter().all(|x| x.0 != Phase::ConservativeSlowStart));
+        // An undone timeout gives HyStart++ back with the initial slow start.
+        assert!(cc.undo());
+        assert_eq!(cc.ssthresh(), u32::MAX);
+        assert_eq!(cc.hystart().phase(), HyStartPhase::SlowStart);
     }
 }

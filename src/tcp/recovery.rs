@@ -74,6 +74,36 @@ pub struct AckInfo {
     pub dsack: Option<(u32, u32)>,
     /// Bytes newly marked SACKed by this ACK.
     pub newly_sacked: u32,
+    /// RFC 6937 DeliveredData: bytes this ACK newly showed delivered,
+    /// cumulatively (not SACKed before) or selectively.
+    pub delivered: u32,
+    /// RTT of the most recently sent segment this ACK newly delivered that
+    /// was never retransmitted (what Linux hands congestion control as
+    /// `ca_rtt`; RFC 9406's `currRTT`).
+    pub rtt: Option<Duration>,
+}
+
+/// RFC 8985 6.2 step 4: the reordering window grows by min_RTT/4 for every
+/// round trip with a D-SACK, and returns to min_RTT/4 after this many
+/// recoveries without one.
+pub const REO_WND_PERSIST: u8 = 16;
+
+/// RFC 6937 Proportional Rate Reduction, one recovery episode: during
+/// recovery the sender sends in proportion to what is delivered, so that
+/// cwnd reaches ssthresh at the end of recovery without a burst at the
+/// start (halving at once) or a stall (NewReno waiting for half the window
+/// of duplicate ACKs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prr {
+    /// FlightSize when recovery started (RecoverFS).
+    pub recover_fs: u32,
+    /// Target window: the controller's ssthresh.
+    pub ssthresh: u32,
+    /// Bytes delivered during recovery (prr_delivered).
+    pub delivered: u64,
+    /// `Scoreboard::sent_bytes` when recovery started (prr_out is the
+    /// difference).
+    pub out_base: u64,
 }
 
 /// The scoreboard plus the RACK state (RFC 8985 6.1).
@@ -95,6 +125,16 @@ pub struct Scoreboard {
     fack: Option<u32>,
     /// A segment was delivered after a later one without being retransmitted.
     reordering_seen: bool,
+    /// RFC 8985 6.2 step 4: RACK.reo_wnd_mult, RACK.reo_wnd_persist,
+    /// RACK.dsack_round.
+    reo_wnd_mult: u8,
+    reo_wnd_persist: u8,
+    dsack_round: Option<u32>,
+    /// Bytes (sequence numbers) sent or resent so far: RFC 6937 prr_out is
+    /// the growth of this during recovery.
+    sent_bytes: u64,
+    /// The current recovery episode's PRR state.
+    prr: Option<Prr>,
 }
 
 impl Scoreboard {
@@ -143,7 +183,16 @@ impl Scoreboard {
     /// Forget everything (the connection restarted its sequence space).
     pub fn clear(&mut self) {
         self.segs.clear();
+        self.shrink();
         self.recount();
+    }
+
+    /// An idle connection keeps no scoreboard memory: once everything is
+    /// acknowledged, a list that grew large gives its allocation back.
+    fn shrink(&mut self) {
+        if self.segs.is_empty() && self.segs.capacity() > 16 {
+            self.segs = VecDeque::new();
+        }
     }
 
     fn recount(&mut self) {
@@ -198,6 +247,7 @@ impl Scoreboard {
         if !seq_lt(start, end) {
             return;
         }
+        self.sent_bytes += end.wrapping_sub(start) as u64;
         let high = self.high();
         // Only new data (the common case): the counters are updated in
         // place instead of recounted over the whole window.
@@ -310,6 +360,14 @@ impl Scoreboard {
                 self.reordering_seen = true;
             }
         }
+        // The RTT sample for congestion control: the most recently sent
+        // segment newly delivered, never retransmitted.
+        let mut rtt_from: Option<Instant> = None;
+        let mut sample = |seg: &SentSeg| {
+            if !seg.ever_retrans && rtt_from.is_none_or(|x| seg.xmit > x) {
+                rtt_from = Some(seg.xmit);
+            }
+        };
         // Cumulative part (the counters follow each removed or trimmed
         // segment, so an ACK without SACK blocks costs what it removes).
         while let Some(f) = self.segs.front().copied() {
@@ -317,11 +375,17 @@ impl Scoreboard {
                 self.segs.pop_front();
                 self.uncount(&f);
                 if !f.sacked {
+                    info.delivered += f.len();
+                    sample(&f);
                     self.rack_update(now, &f);
                 }
             } else {
                 if seq_lt(f.start, una) {
                     if let Some(front) = self.segs.front_mut() {
+                        if !front.sacked {
+                            info.delivered += una.wrapping_sub(front.start);
+                            sample(front);
+                        }
                         front.start = una;
                         let trimmed = *front;
                         self.uncount(&f);
@@ -350,11 +414,18 @@ impl Scoreboard {
                 if !seg.sacked {
                     self.segs[i].sacked = true;
                     info.newly_sacked += seg.len();
+                    sample(&seg);
                     self.rack_update(now, &seg);
                 }
                 i += 1;
             }
         }
+        info.delivered += info.newly_sacked;
+        info.rtt = rtt_from.map(|x| now - x);
+        if let Some(p) = self.prr.as_mut() {
+            p.delivered += info.delivered as u64;
+        }
+        self.shrink();
         if any_sack {
             self.recount();
         }
@@ -382,6 +453,135 @@ impl Scoreboard {
         if s.sacked {
             self.sacked_bytes = self.sacked_bytes.saturating_add(s.len());
         }
+    }
+
+    /// RFC 8985 6.2 step 4, `RACK_update_reo_wnd()` without the return
+    /// value: after each ACK, grow the reordering window once per round
+    /// trip that brought a D-SACK (`dsack`: this ACK carried one, or a
+    /// timestamp showed a retransmission unneeded); `snd_una` and
+    /// `snd_nxt` after the ACK.
+    pub fn update_reo_wnd(&mut self, snd_una: u32, snd_nxt: u32, dsack: bool) {
+        if self.dsack_round.is_some_and(|r| seq_ge(snd_una, r)) {
+            self.dsack_round = None;
+        }
+        if self.dsack_round.is_none() && dsack {
+            self.dsack_round = Some(snd_nxt);
+            self.reo_wnd_mult = self.reo_wnd_mult.max(1).saturating_add(1);
+            self.reo_wnd_persist = REO_WND_PERSIST;
+        }
+    }
+
+    /// RFC 8985 6.2 step 4: a fast or RTO recovery ended; after
+    /// `REO_WND_PERSIST` of them without a D-SACK the window shrinks back.
+    pub fn recovery_ended(&mut self) {
+        self.prr = None;
+        if self.reo_wnd_persist > 0 {
+            self.reo_wnd_persist -= 1;
+            if self.reo_wnd_persist == 0 {
+                self.reo_wnd_mult = 1;
+            }
+        }
+    }
+
+    /// The reordering window multiplier (RACK.reo_wnd_mult, at least 1).
+    pub fn reo_wnd_mult(&self) -> u32 {
+        self.reo_wnd_mult.max(1) as u32
+    }
+
+    /// RFC 8985 6.2 step 4: RACK.reo_wnd. Zero while no reordering has been
+    /// seen and either the sender is in recovery or DupThresh segments are
+    /// SACKed (as fast as DupThresh would be), else
+    /// `reo_wnd_mult * min_RTT / 4`, at most SRTT.
+    pub fn reo_wnd(&self, in_recovery: bool, mss: u32, srtt: Option<Duration>) -> Duration {
+        if !self.reordering_seen && (in_recovery || self.sacked_bytes >= DUP_THRESH * mss) {
+            return Duration::ZERO;
+        }
+        let w = self.min_rtt.unwrap_or_default() / 4 * self.reo_wnd_mult();
+        match srtt {
+            Some(s) => w.min(s),
+            None => w,
+        }
+    }
+
+    /// RFC 6937: a recovery episode starts with `recover_fs` = FlightSize
+    /// and the controller's new `ssthresh` as the target.
+    pub fn prr_start(&mut self, recover_fs: u32, ssthresh: u32) {
+        self.prr = Some(Prr {
+            recover_fs: recover_fs.max(1),
+            ssthresh,
+            delivered: 0,
+            out_base: self.sent_bytes,
+        });
+    }
+
+    pub fn prr(&self) -> Option<&Prr> {
+        self.prr.as_ref()
+    }
+
+    /// Count `delivered` bytes into the episode (for the ACK that began it,
+    /// processed before the episode existed).
+    pub fn prr_add_delivered(&mut self, delivered: u32) {
+        if let Some(p) = self.prr.as_mut() {
+            p.delivered += delivered as u64;
+        }
+    }
+
+    /// RFC 6937 section 3 on an ACK during recovery (after its losses were
+    /// marked): how much may be sent now (`sndcnt`); the socket sets
+    /// cwnd = pipe + sndcnt. `delivered` is this ACK's DeliveredData (it is
+    /// already in `prr_delivered`). While pipe > ssthresh the rate is
+    /// reduced in proportion (ssthresh / RecoverFS per byte delivered);
+    /// below it, slow start back to ssthresh, bounded by the Slow Start
+    /// Reduction Bound (one extra MSS) when the ACK advanced SND.UNA and
+    /// marked nothing lost, else by the Conservative Reduction Bound
+    /// (Linux's choice, RFC 6937bis "safe ACK"). The first transmission of
+    /// the episode (the fast retransmit) is always allowed, and so is one
+    /// segment whenever less than one is in the pipe.
+    pub fn prr_sndcnt(
+        &self,
+        delivered: u32,
+        una_advanced: bool,
+        newly_lost: bool,
+        mss: u32,
+    ) -> u32 {
+        let Some(p) = self.prr else { return 0 };
+        let out = self.sent_bytes - p.out_base;
+        let pipe = self.pipe as u64;
+        let ssthresh = p.ssthresh as u64;
+        let sndcnt = if pipe > ssthresh {
+            // ceil(prr_delivered * ssthresh / RecoverFS) - prr_out
+            (p.delivered * ssthresh)
+                .div_ceil(p.recover_fs as u64)
+                .saturating_sub(out)
+        } else {
+            let mut limit = p.delivered.saturating_sub(out);
+            if una_advanced && !newly_lost {
+                limit = limit.max(delivered as u64) + mss as u64;
+            }
+            (ssthresh - pipe).min(limit)
+        };
+        // With (almost) nothing in the network no ACK will come to clock
+        // out more: PRR would stall until the RTO (e.g. when the bound is
+        // smaller than a segment because what was delivered were short
+        // segments, or a zero-window probe byte is all that is in flight).
+        let sndcnt = if out == 0 || pipe < mss as u64 {
+            sndcnt.max(mss as u64)
+        } else {
+            sndcnt
+        };
+        sndcnt.min(u32::MAX as u64) as u32
+    }
+
+    /// A retransmission timeout turned out spurious (RFC 4015): forget the
+    /// lost marks of segments not yet resent, so transmission continues
+    /// with new data instead of going back N.
+    pub fn undo_rto_marks(&mut self) {
+        for s in self.segs.iter_mut() {
+            if s.lost && !s.retrans {
+                s.lost = false;
+            }
+        }
+        self.recount();
     }
 
     /// Is all of `[s, e)` marked SACKed?
