@@ -546,6 +546,27 @@ fn paws_drops_old_timestamps() {
 }
 
 #[test]
+fn paws_tolerates_one_tick_of_reordering_like_linux() {
+    let mut s = Script::passive(cfg());
+    s.inject(0, seg("S").seq(0).mss(1460).ts(1000, 0));
+    s.expect(exp("S."));
+    s.inject(1, seg(".").seq(1).ack(1).ts(1001, 0));
+    let h = s.stack.accept(s.listener.unwrap()).unwrap();
+    // In order, TSval 1002: TS.Recent becomes 1002.
+    s.inject(2, seg(".").seq(1).ack(1).ts(1002, 0).len(10));
+    s.expect(exp(".").ack(11));
+    // Sent a tick earlier, arriving after it (reordered): accepted.
+    s.inject(100, seg(".").seq(11).ack(1).ts(1001, 0).len(10));
+    s.expect(exp(".").ack(21));
+    assert_eq!(s.stack.recv_queued(h), 20);
+    // Two ticks behind: an old duplicate, dropped.
+    s.inject(200, seg(".").seq(21).ack(1).ts(1000, 0).len(10));
+    s.expect_at(200, exp(".").ack(21));
+    assert_eq!(s.stack.recv_queued(h), 20);
+    assert_eq!(s.stack.stats().drops(DropReason::TcpPawsRejected), 1);
+}
+
+#[test]
 fn sack_blocks_for_out_of_order_data() {
     let mut s = Script::passive(cfg());
     s.accept_with(0, seg("S").seq(0).mss(1460).sackp());

@@ -9,19 +9,15 @@
 //! them); without them it prints SKIPPED (a failure under
 //! `USTACK_REQUIRE_E2E=1`).
 //!
-//! IGNORED for now (run it with `--ignored`): in 2 of 3 runs of session 2 a
-//! few connections of ~5000 got stuck (LAST-ACK or CLOSING, request bytes
-//! received, the application's answer and FIN queued, nothing but the
-//! SYN-ACK ever sent, no timer; each had one SYN-ACK retransmission). That
-//! bug is open (docs/reliability.md, "Open: connections stuck after a
-//! SYN-ACK retransmission"); un-ignore this test when it is fixed.
+//! It found a real bug: a few connections of ~5000 stuck forever when the
+//! kernel's retransmitted SYN and its ACK of our SYN-ACK arrived in one
+//! batch (fixed; `script_tcp::retransmitted_syn_and_the_ack_in_one_batch_*`).
 
 mod common;
 
 use std::process::Command;
 
 #[test]
-#[ignore = "open bug: a few connections stuck after a SYN-ACK retransmission (docs/reliability.md)"]
 fn short_soak_passes() {
     if !common::e2e_allowed()
         || !common::require_tool("wrk")

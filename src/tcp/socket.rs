@@ -1182,10 +1182,16 @@ impl Tcb {
             self.snd_nxt = self.iss;
             return;
         }
-        // PAWS (RFC 7323 5.3): reject old duplicates by timestamp.
+        // PAWS (RFC 7323 5.3): reject old duplicates by timestamp. Like
+        // Linux (TCP_PAWS_WINDOW), a TSval one tick behind TS.Recent is
+        // still accepted: segments sent in the same or the next clock tick
+        // and reordered by a few hundred microseconds are not old
+        // duplicates, and dropping them costs a retransmission each.
         if self.ts_enabled && !seg.has(RST) {
             if let Some((tsval, _)) = seg.timestamp {
-                if seq_lt(tsval, self.ts_recent) && self.state != State::SynReceived {
+                if seq_lt(tsval, self.ts_recent.wrapping_sub(PAWS_WINDOW))
+                    && self.state != State::SynReceived
+                {
                     self.ack_now = true;
                     r.drop = Some(DropReason::TcpPawsRejected);
                     return;
@@ -1312,8 +1318,11 @@ impl Tcb {
         // Update TS.Recent (RFC 7323 4.3).
         if self.ts_enabled {
             if let Some((tsval, _)) = seg.timestamp {
+                // (never backwards: a TSval inside the PAWS window is
+                // accepted but does not lower TS.Recent, as in Linux)
                 if seq_le(seg.seq, self.last_ack_sent)
                     && seq_lt(self.last_ack_sent, seg.seq.wrapping_add(seg_len.max(1)))
+                    && seq_ge(tsval, self.ts_recent)
                 {
                     self.ts_recent = tsval;
                 }
@@ -2695,6 +2704,10 @@ impl Tcb {
 fn in_window(x: u32, lo: u32, wnd: u32) -> bool {
     seq_le(lo, x) && seq_lt(x, lo.wrapping_add(wnd))
 }
+/// How far (in the peer's timestamp ticks) a TSval may lag TS.Recent and
+/// still pass PAWS: Linux's `TCP_PAWS_WINDOW`.
+const PAWS_WINDOW: u32 = 1;
+
 #[cfg(test)]
 mod size_tests {
     /// What one connection costs inline in the stack's slab, x86_64: the
