@@ -182,10 +182,7 @@ fn retransmitted_syn_and_the_ack_in_one_batch_leave_a_working_connection() {
     let mut s = Script::passive(cfg());
     s.inject(0, seg("S").seq(0).mss(1460));
     s.expect_at(0, exp("S.").seq(0).ack(1));
-    s.inject_batch(
-        200,
-        vec![seg("S").seq(0).mss(1460), seg(".").seq(1).ack(1)],
-    );
+    s.inject_batch(200, vec![seg("S").seq(0).mss(1460), seg(".").seq(1).ack(1)]);
     let h = s.stack.accept(s.listener.unwrap()).expect("accepted");
     assert_eq!(s.stack.state(h), Some(State::Established));
     // Data flows both ways.
@@ -734,4 +731,37 @@ fn sequence_numbers_wrap() {
     // Close across the wrap as well.
     s.inject(30, seg("F.").seq(2001).ack(3001));
     s.expect_at(30, exp(".").seq(3001).ack(2002));
+}
+
+#[test]
+fn timestamp_sample_after_an_rto_ends_the_back_off() {
+    // RFC 7323 4 / RFC 6298 5.7: an ACK of a retransmitted segment that
+    // echoes the retransmission's TSval is a valid RTT sample, and a
+    // valid sample ends the exponential back-off (Linux does the same).
+    let mut s = Script::passive(cfg_rto1s());
+    s.inject(0, seg("S").seq(0).mss(1460).ts(1000, 0));
+    let synack = s.expect_at(0, exp("S."));
+    let tsv = synack.ts.unwrap().0;
+    s.inject(0, seg(".").seq(1).ack(1).ts(1001, tsv));
+    let h = s.stack.accept(s.listener.unwrap()).unwrap();
+    s.stack.send(h, &vec![1u8; 1448 * 2]).unwrap();
+    s.run_to(0);
+    let a = s.expect_at(0, exp(".").seq(1).len(1448));
+    s.expect_at(0, exp(".").seq(1 + 1448).len(1448));
+    // A is acknowledged after 100 ms (an RTT sample); B is lost.
+    s.inject(100, seg(".").seq(1).ack(1 + 1448).ts(1002, a.ts.unwrap().0));
+    s.stack.send(h, &vec![2u8; 1448]).unwrap();
+    s.run_to(100);
+    s.expect_at(100, exp(".").seq(1 + 1448 * 2).len(1448));
+    // The RTO (1 s) retransmits B and doubles the timer.
+    let rb = s.expect_at(1100, exp(".").seq(1 + 1448).len(1448));
+    // The ACK of B echoes the retransmission's TSval: 100 ms sample.
+    s.inject(
+        1200,
+        seg(".").seq(1).ack(1 + 1448 * 2).ts(1003, rb.ts.unwrap().0),
+    );
+    // C goes again (everything in flight was marked lost by the RTO).
+    s.expect_at(1200, exp(".").seq(1 + 1448 * 2).len(1448));
+    // Its timer is the un-backed-off 1 s, not 2 s.
+    s.expect_at(2200, exp(".").seq(1 + 1448 * 2).len(1448));
 }

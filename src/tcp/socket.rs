@@ -474,7 +474,7 @@ impl Tcb {
         }
         self.ts_enabled = self.cfg.timestamps && seg.timestamp.is_some();
         self.sack_enabled = self.cfg.sack && seg.sack_permitted;
-        self.cc = new_cc(self.cfg.congestion, self.mss);
+        self.cc = new_cc(self.cfg.congestion, self.smss());
     }
 
     // ---------------------------------------------------------------- state
@@ -769,6 +769,15 @@ impl Tcb {
     pub fn mss(&self) -> u32 {
         self.mss
     }
+    /// SMSS for congestion control (RFC 5681 2: the largest segment we
+    /// send, without options): the MSS less the timestamp option every
+    /// segment carries. Counting cwnd in MSS-with-options units left a
+    /// runt (1460 - 1448 = 12 bytes) beside each full segment at cwnd = 1.
+    fn smss(&self) -> u32 {
+        self.mss
+            .saturating_sub(if self.ts_enabled { 12 } else { 0 })
+            .max(1)
+    }
     /// Memory held by the buffers.
     pub fn memory(&self) -> usize {
         self.send_buf.allocated() + self.recv_buf.allocated()
@@ -1002,10 +1011,17 @@ impl Tcb {
         stats.tcp_rto_timeouts += 1;
         let flight = seq_dist(self.snd_una, self.snd_max);
         if self.state.is_synchronized() {
-            self.cc.on_rto(now, flight, self.mss);
+            self.cc.on_rto(now, flight, self.smss());
         }
         self.rtt.back_off();
         self.rtt_probe = None; // Karn
+                               // With timestamps an ACK of the retransmission gives a valid RTT
+                               // sample (RFC 7323 4: TSecr echoes the copy that arrived), so the
+                               // next ACK of new data is sampled and ends the back-off (as in
+                               // Linux, which resets it on every valid sample). Waiting for an ACK
+                               // beyond the old SND.MAX instead kept the timer doubling through a
+                               // whole window of repairs under heavy loss.
+        self.ts_sample_seq = self.snd_una;
         if self.recover.take().is_some() {
             // The fast recovery is abandoned for the timeout's.
             self.sb.recovery_ended();
@@ -1420,7 +1436,7 @@ impl Tcb {
             match self.recover {
                 Some(recover) if seq_ge(ack, recover) => {
                     let flight = seq_dist(self.snd_una, self.snd_max);
-                    self.cc.on_recovery_exit(flight, self.mss);
+                    self.cc.on_recovery_exit(flight, self.smss());
                     self.recover = None;
                     self.dup_acks = 0;
                 }
@@ -1432,8 +1448,8 @@ impl Tcb {
                         .cc
                         .cwnd()
                         .saturating_sub(acked)
-                        .saturating_add(self.mss)
-                        .max(self.mss);
+                        .saturating_add(self.smss())
+                        .max(self.smss());
                     self.cc.set_cwnd(c);
                     self.retransmit_first(stats);
                     stats.tcp_fast_retransmissions += 1;
@@ -1450,16 +1466,16 @@ impl Tcb {
             self.dup_acks += 1;
             if self.recover.is_some() {
                 // RFC 5681 3.2 step 4: inflate by one MSS per duplicate ACK.
-                self.cc.set_cwnd(self.cc.cwnd().saturating_add(self.mss));
+                self.cc.set_cwnd(self.cc.cwnd().saturating_add(self.smss()));
             } else if self.dup_acks == 3 && self.rto_recover.is_none() {
                 // Fast retransmit (RFC 5681 3.2), unless this loss predates
                 // the last timeout (RFC 6582 4.1: after an RTO, duplicate
                 // ACKs for go-back-N duplicates are no new loss).
                 let flight = seq_dist(self.snd_una, self.snd_max);
-                self.cc.on_congestion_event(now, flight, self.mss);
+                self.cc.on_congestion_event(now, flight, self.smss());
                 // RFC 5681 3.2 step 3: cwnd = ssthresh + 3*SMSS.
                 self.cc
-                    .set_cwnd(self.cc.ssthresh().saturating_add(3 * self.mss));
+                    .set_cwnd(self.cc.ssthresh().saturating_add(3 * self.smss()));
                 self.recover = Some(self.snd_max);
                 self.retransmit_first(stats);
                 stats.tcp_fast_retransmissions += 1;
@@ -1588,7 +1604,7 @@ impl Tcb {
                 self.sb.recovery_ended();
                 if !self.try_undo(stats) {
                     let flight = seq_dist(self.snd_una, self.snd_max);
-                    self.cc.on_recovery_exit(flight, self.mss);
+                    self.cc.on_recovery_exit(flight, self.smss());
                 }
             }
         }
@@ -1613,8 +1629,8 @@ impl Tcb {
                     // The probe repaired a real loss: that is a congestion
                     // event, answered once.
                     let flight = seq_dist(self.snd_una, self.snd_max);
-                    self.cc.on_congestion_event(now, flight, self.mss);
-                    self.cc.on_recovery_exit(flight, self.mss);
+                    self.cc.on_congestion_event(now, flight, self.smss());
+                    self.cc.on_recovery_exit(flight, self.smss());
                 }
             }
         }
@@ -1644,7 +1660,7 @@ impl Tcb {
             }
             let sndcnt = self
                 .sb
-                .prr_sndcnt(info.delivered, advanced, newly_lost > 0, self.mss);
+                .prr_sndcnt(info.delivered, advanced, newly_lost > 0, self.smss());
             self.cc.set_cwnd(self.sb.pipe().saturating_add(sndcnt));
         }
     }
@@ -1653,7 +1669,7 @@ impl Tcb {
     /// [`Scoreboard::reo_wnd`].
     fn rack_reo_wnd(&self) -> Duration {
         let in_recovery = self.recover.is_some() || self.rto_recover.is_some();
-        self.sb.reo_wnd(in_recovery, self.mss, self.rtt.srtt())
+        self.sb.reo_wnd(in_recovery, self.smss(), self.rtt.srtt())
     }
 
     /// Run RACK and IsLost, arm the RACK timer, enter recovery if anything
@@ -1662,7 +1678,7 @@ impl Tcb {
     fn detect_losses(&mut self, now: Instant, stats: &mut Stats) -> u32 {
         let reo = self.rack_reo_wnd();
         let dupthresh = !self.sb.reordering_seen();
-        let (newly, next) = self.sb.detect_loss(now, reo, dupthresh, self.mss);
+        let (newly, next) = self.sb.detect_loss(now, reo, dupthresh, self.smss());
         stats.tcp_segments_marked_lost += newly as u64;
         match next {
             Some(t) => self.set_timer(Timer::Rack, t),
@@ -1670,13 +1686,13 @@ impl Tcb {
         }
         if self.sb.lost_pending() > 0 && self.recover.is_none() && self.rto_recover.is_none() {
             let flight = seq_dist(self.snd_una, self.snd_max);
-            self.cc.on_congestion_event(now, flight, self.mss);
+            self.cc.on_congestion_event(now, flight, self.smss());
             self.recover = Some(self.snd_max);
             self.start_episode();
             // RFC 6937: RecoverFS = FlightSize; until an ACK reports
             // deliveries, PRR allows just the fast retransmit.
             self.sb.prr_start(flight, self.cc.ssthresh());
-            let sndcnt = self.sb.prr_sndcnt(0, false, true, self.mss);
+            let sndcnt = self.sb.prr_sndcnt(0, false, true, self.smss());
             self.cc.set_cwnd(self.sb.pipe().saturating_add(sndcnt));
             self.clear_timer(Timer::Tlp);
             stats.tcp_sack_recoveries += 1;
@@ -1703,7 +1719,7 @@ impl Tcb {
         let pto = match self.rtt.srtt() {
             Some(srtt) => {
                 let mut p = 2 * srtt;
-                if seq_dist(self.snd_una, self.snd_max) <= self.mss {
+                if seq_dist(self.snd_una, self.snd_max) <= self.smss() {
                     p += WC_DEL_ACK;
                 }
                 p.max(Duration::from_millis(1))
@@ -1802,7 +1818,7 @@ impl Tcb {
             && self
                 .sb
                 .pipe()
-                .saturating_add(self.mss.min(self.effective_mss() as u32))
+                .saturating_add(self.smss().min(self.effective_mss() as u32))
                 <= self.cc.cwnd()
     }
 
@@ -1879,7 +1895,7 @@ impl Tcb {
         self.cc.on_ack(&Ack {
             now,
             acked,
-            mss: self.mss,
+            mss: self.smss(),
             in_flight,
             srtt: self.rtt.srtt().unwrap_or_default(),
             rtt,
@@ -2173,7 +2189,7 @@ impl Tcb {
     /// full-sized segment, and within the delayed-ACK timeout.
     fn schedule_ack(&mut self, now: Instant, len: usize) {
         self.unacked_bytes += len;
-        if self.unacked_bytes >= 2 * self.mss as usize {
+        if self.unacked_bytes >= 2 * self.smss() as usize {
             self.ack_now = true;
         } else if self.timer(Timer::DelayedAck).is_none() {
             self.set_timer(Timer::DelayedAck, now + self.cfg.delayed_ack);
