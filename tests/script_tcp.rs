@@ -765,3 +765,47 @@ fn timestamp_sample_after_an_rto_ends_the_back_off() {
     // Its timer is the un-backed-off 1 s, not 2 s.
     s.expect_at(2200, exp(".").seq(1 + 1448 * 2).len(1448));
 }
+
+#[test]
+fn a_duplicate_ending_at_rcv_nxt_refreshes_ts_recent() {
+    // The peer's ACK of our ACK was not the issue here: our ACK of its
+    // segment was lost, it retransmitted, and the duplicate ACK must echo
+    // the retransmission's TSval (as Linux does), or the peer measures
+    // an RTT from its first copy.
+    let mut s = Script::passive(cfg());
+    s.inject(0, seg("S").seq(0).mss(1460).ts(1000, 0));
+    s.expect(exp("S."));
+    s.inject(1, seg(".").seq(1).ack(1).ts(1001, 0));
+    s.stack.accept(s.listener.unwrap()).unwrap();
+    s.inject(2, seg(".").seq(1).ack(1).ts(1002, 0).len(10));
+    s.expect(exp(".").ack(11).ts_ecr(1002));
+    s.inject(300, seg(".").seq(1).ack(1).ts(1300, 0).len(10));
+    s.expect_at(300, exp(".").ack(11).ts_ecr(1300));
+    // An older duplicate (not ending at RCV.NXT) does not move TS.Recent.
+    s.inject(400, seg(".").seq(11).ack(1).ts(1400, 0).len(10));
+    s.expect(exp(".").ack(21).ts_ecr(1400));
+    s.inject(500, seg(".").seq(1).ack(1).ts(1500, 0).len(10));
+    s.expect_at(500, exp(".").ack(21).ts_ecr(1400));
+}
+
+#[test]
+fn an_echo_older_than_the_retransmission_is_no_rtt_sample() {
+    // RFC 8985 6.2 step 2 (and Linux): after an RTO, an ACK whose TSecr
+    // predates the retransmission was caused by the first copy (its first
+    // ACK was lost): "now - TSecr" is not the path's RTT.
+    let mut s = Script::passive(cfg_rto1s());
+    s.inject(0, seg("S").seq(0).mss(1460).ts(1000, 0));
+    let synack = s.expect_at(0, exp("S."));
+    s.inject(10, seg(".").seq(1).ack(1).ts(1001, synack.ts.unwrap().0));
+    let h = s.stack.accept(s.listener.unwrap()).unwrap();
+    let srtt0 = s.stack.info(h).unwrap().srtt_us.expect("handshake sample");
+    assert!(srtt0 <= 11_000, "{srtt0}");
+    s.stack.send(h, b"hello").unwrap();
+    s.run_to(10);
+    let first = s.expect_at(10, exp("P.").seq(1).len(5));
+    s.expect_at(1010, exp("P.").seq(1).len(5));
+    // The ACK echoes the first copy's TSval, 1.2 s after it was sent.
+    s.inject(1210, seg(".").seq(1).ack(6).ts(1002, first.ts.unwrap().0));
+    let srtt = s.stack.info(h).unwrap().srtt_us.unwrap();
+    assert_eq!(srtt, srtt0, "a stale echo was taken as an RTT sample");
+}

@@ -12,7 +12,12 @@ use ustack::time::Duration;
 
 #[test]
 fn event_driven_reader_under_heavy_loss() {
-    for seed in 1..20u64 {
+    for seed in std::env::var("SIMSEED")
+        .ok()
+        .map(|s| s.parse::<u64>().unwrap())
+        .map(|s| s..s + 1)
+        .unwrap_or(1..20u64)
+    {
         let mut link = LinkConfig::with_latency(Duration::from_millis(1));
         link.loss = 0.25;
         let mut w = pair(link, seed);
@@ -25,6 +30,7 @@ fn event_driven_reader_under_heavy_loss() {
         let mut buf = vec![0u8; 65536];
         let mut last_progress = w.now;
         let mut stuck = None;
+        let start = w.now;
         w.run_until(w.now + Duration::from_secs(3000), |w| {
             while w.a.poll_event().is_some() {}
             while sent < data.len() {
@@ -80,5 +86,12 @@ fn event_driven_reader_under_heavy_loss() {
             "seed {seed}: transfer did not finish by {:?}",
             w.now
         );
+        eprintln!(
+            "sim_wakeup: seed {seed}: 300 kB under 25 % loss both ways in {:?} (virtual)",
+            w.now - start
+        );
+        if std::env::var("SIMDBG").is_ok() {
+            eprintln!("{:?}\nB: {:?}", w.a.stats(), w.b.stats());
+        }
     }
 }

@@ -120,7 +120,10 @@ pub struct HttpLimits {
     /// holds its connection's bounded buffers.
     pub body_timeout: Duration,
     /// Output that makes no progress for this long (the peer stopped
-    /// reading): the connection is dropped.
+    /// reading): the connection is dropped. Twice TCP's `rto_max` (60 s):
+    /// on a lossy path one lost retransmission at the maximal back-off
+    /// must not end a live download (TCP's own `max_retries` ends a dead
+    /// peer's connection).
     pub send_timeout: Duration,
 }
 
@@ -135,7 +138,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(120),
-            send_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -243,6 +243,11 @@ pub struct Tcb {
     /// The last RTT sample from timestamps covered data up to here
     /// (one TS sample per RTT).
     ts_sample_seq: u32,
+    /// TSval of our latest retransmission while its echo is awaited: a
+    /// TSecr older than it was caused by an earlier copy (whose ACK may
+    /// have been lost), so it is no RTT sample (RFC 8985 6.2 step 2).
+    retx_tsval: u32,
+    retx_tsval_pending: bool,
     /// Receive-buffer auto-tuning: the current window target, and the
     /// bytes read by the application at the start of the measurement.
     rcv_space: usize,
@@ -374,6 +379,8 @@ impl Tcb {
             episode_eifel: 0,
             episode_high: iss,
             ts_sample_seq: iss,
+            retx_tsval: 0,
+            retx_tsval_pending: false,
             rcv_space: cfg
                 .recv_buffer_initial
                 .clamp(1, cfg.recv_buffer.clamp(1, MAX_WINDOW as usize)),
@@ -1243,6 +1250,23 @@ impl Tcb {
                 };
                 self.owe_dsack(seg.seq, dend);
             }
+            // A duplicate that ends exactly at RCV.NXT, already ACKed: its
+            // TSval becomes TS.Recent, so the duplicate ACK echoes this copy
+            // and not the first one (whose ACK was lost). Linux does the same
+            // (its window test admits SEG.SEQ+LEN = RCV.WUP); RFC 7323's
+            // rule (SEG.SEQ <= Last.ACK.sent) holds. Without it the sender
+            // measures an "RTT" from its first copy: seconds under loss.
+            if let Some((tsval, _)) = seg.timestamp {
+                let end = seg.seq.wrapping_add(seg.payload.len() as u32);
+                if self.ts_enabled
+                    && !seg.payload.is_empty()
+                    && end == self.rcv_nxt
+                    && self.last_ack_sent == self.rcv_nxt
+                    && seq_ge(tsval, self.ts_recent)
+                {
+                    self.ts_recent = tsval;
+                }
+            }
             if !seg.has(RST) {
                 if self.state == State::TimeWait && seg.has(FIN) {
                     // A retransmitted FIN: re-ACK and restart the 2*MSL timer.
@@ -1856,6 +1880,18 @@ impl Tcb {
         }
         if !self.ts_enabled || !seq_gt(seg.ack, self.ts_sample_seq) {
             return None;
+        }
+        if let (true, Some((_, tsecr))) = (self.retx_tsval_pending, seg.timestamp) {
+            // The echo predates our latest retransmission: the receiver
+            // saw an earlier copy and its ACK of that copy was lost, or it
+            // echoes an old TS.Recent for a duplicate (RFC 7323 4.3). Its
+            // "RTT" is the time since that copy, seconds under heavy loss,
+            // which would inflate SRTT and the RTO. Linux's RACK ignores
+            // such samples the same way (tcp_skb_spurious_retrans).
+            if seq_lt(tsecr, self.retx_tsval) {
+                return None;
+            }
+            self.retx_tsval_pending = false;
         }
         let r = self.ts_ack_rtt(now, seg)?;
         self.rtt.sample(r);
@@ -2690,6 +2726,11 @@ impl Tcb {
                 stats.tcp_retransmissions += 1;
                 self.retransmissions += 1;
                 self.rtt_probe = None; // Karn's algorithm
+                                       // (also before timestamps are negotiated: a retransmitted SYN)
+                if self.cfg.timestamps {
+                    self.retx_tsval = self.ts_now(now);
+                    self.retx_tsval_pending = true;
+                }
             } else if self.rtt_probe.is_none() {
                 self.rtt_probe = Some((self.snd_nxt, now));
             }
@@ -2727,8 +2768,9 @@ const PAWS_WINDOW: u32 = 1;
 #[cfg(test)]
 mod size_tests {
     /// What one connection costs inline in the stack's slab, x86_64: the
-    /// TCB is 832 bytes (the slot adds 40; 752 before HyStart++, PRR and
-    /// the loss-episode bookkeeping for undo, +80). Issue 6 budgets 4096 bytes for
+    /// TCB is 840 bytes (the slot adds 40; 752 before HyStart++, PRR and
+    /// the loss-episode bookkeeping for undo, +80; +8 for the TSval of the
+    /// latest retransmission, which keeps stale echoes out of the RTT). Issue 6 budgets 4096 bytes for
     /// everything an idle WebSocket connection costs (slot, congestion
     /// control box, maps, timer heaps, the web service's state: about
     /// 1.6 KiB measured in total, docs/benchmarks.md), so the TCB may not
@@ -2739,6 +2781,6 @@ mod size_tests {
     #[test]
     fn tcb_size_is_pinned() {
         let n = std::mem::size_of::<super::Tcb>();
-        assert!(n <= 832, "size_of::<Tcb>() = {n}");
+        assert!(n <= 840, "size_of::<Tcb>() = {n}");
     }
 }
