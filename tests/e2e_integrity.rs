@@ -198,9 +198,12 @@ fn lossy_link_three_seeds_download_and_upload() {
 /// The kernel's retransmission timer backs off for tens of seconds here
 /// (a quarter of its retransmissions and a quarter of ustack's ACKs are
 /// lost), so this needs HTTP's body timeout to measure silence and to
-/// outlast the back-off (`HttpLimits::body_timeout`, 120 s). Session 2's
-/// stalls (408 after 1-2 MB) ended with the delayed-ACK fix (an ACK for
-/// every second full-sized segment of 1448 bytes, not every third).
+/// outlast the back-off (`HttpLimits::body_timeout`, 240 s). The kernel
+/// sends with the namespace's default congestion control (BBR on these
+/// machines; with Reno its RTO reached 117 s: docs/reliability.md).
+/// Session 2's stalls (408 after 1-2 MB, three runs on a loaded machine)
+/// were not reproduced in session 3 (13 runs, also at the commit before
+/// session 3's changes); their cause is not known.
 #[test]
 fn quarter_loss_both_ways_upload_is_correct() {
     // Per-packet loss: with offload, --impair would lose whole 64 KB
@@ -223,11 +226,12 @@ fn quarter_loss_both_ways_upload_is_correct() {
     }
 }
 
-/// Diagnostic (ignored; minutes): ustack *sending* under 25 % loss both
-/// ways (`sudo cargo test --release --test e2e_integrity -- --ignored
-/// quarter_loss_both_ways_download --nocapture`). Prints the throughput.
+/// 25 % loss in both directions at once, ustack sending: slow but
+/// complete and correct. 512 kB by default (about a minute: the time goes
+/// to retransmission timeouts, since cwnd stays at one or two segments);
+/// `USTACK_Q25_DOWN_KB=5120` runs the 5 MB (394 s in session 3;
+/// docs/reliability.md).
 #[test]
-#[ignore]
 fn quarter_loss_both_ways_download() {
     let Some(env) = e2e_env_with(&["--impair", "loss=25%", "--seed", "6", "--no-offload"]) else {
         return;
@@ -236,13 +240,12 @@ fn quarter_loss_both_ways_download() {
     let kb: u64 = std::env::var("USTACK_Q25_DOWN_KB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+        .unwrap_or(512);
     let mbps = env.in_ns(|| download_and_check(to, kb << 10, Duration::from_secs(3600)));
     report(&format!("loss=25% both ways: download {kb} kB"), mbps);
-    eprintln!("{:?}", env.stats());
-    let keep = env.dir.join("..").join("ustack-q25-download.pcap");
-    let _ = std::fs::copy(&env.pcap, &keep);
-    eprintln!("capture copied to {}", keep.display());
+    let s = env.stats();
+    eprintln!("{s:?}");
+    assert!(s["fault_in_lost"] > 0 && s["fault_out_lost"] > 0, "{s:?}");
 }
 
 /// 25 % loss on one direction's data path: slow, but complete and correct

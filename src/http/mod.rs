@@ -115,7 +115,9 @@ pub struct HttpLimits {
     /// It measures silence, not the whole upload, and is long on purpose:
     /// a live peer on a lossy path may be silent for minutes while its
     /// retransmission timer backs off (Linux doubles it up to 120 s,
-    /// `TCP_RTO_MAX`), and giving up on it loses the whole upload. Slow
+    /// `TCP_RTO_MAX`), and giving up on it loses the whole upload. 240 s:
+    /// one lost retransmission at Linux's maximal back-off is survived
+    /// (with 120 s, a Reno sender under 25 % loss got 408 after 121 s). Slow
     /// heads are the slowloris defence (`header_timeout`); a slow body only
     /// holds its connection's bounded buffers.
     pub body_timeout: Duration,
@@ -137,7 +139,7 @@ impl Default for HttpLimits {
             max_chunk_meta: 8 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(120),
+            body_timeout: Duration::from_secs(240),
             send_timeout: Duration::from_secs(120),
         }
     }
