@@ -236,8 +236,11 @@ run_one() {
                 record "$s updis $(python3 -c "print($sp*8/1e9)") $(python3 -c "print($c1-$c0)") $SIZE"
             else echo "  updis $s: bad answer '${out:0:80}'" >&2; record "$s updis fail 0 0"; fi ;;
         wrk)
-            out=$(cexec timeout $((DURATION + 30)) wrk -t1 -c32 -d"${DURATION}s" --timeout 5s "http://$a/bytes/100" 2>&1 || true)
+            out=$(cexec timeout $((DURATION + 30)) /usr/bin/time -f 'client-cpu %U %S' wrk -t1 -c32 -d"${DURATION}s" --timeout 5s "http://$a/bytes/100" 2>&1 || true)
             c1=$(cpu_of "$pid")
+            # Is the client the bottleneck? wrk -t1 is one thread: ~1 s of
+            # CPU per second of run means it is saturated.
+            awk -v s="$s" -v d="$DURATION" '/^client-cpu/ {printf "  wrk %s: client (wrk) CPU %.2f s user + %.2f s sys in %s s\n", s, $2, $3, d}' <<<"$out" >&2
             local rps reqs errs
             rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
             reqs=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -247,8 +250,9 @@ run_one() {
                 record "$s wrk $rps $(python3 -c "print($c1-$c0)") $reqs"
             else echo "  wrk $s: ${out:0:200}" >&2; record "$s wrk fail 0 0"; fi ;;
         ab)
-            out=$(cexec timeout $((DURATION + 30)) ab -q -s 10 -c4 -t "$DURATION" -n 100000000 "http://$a/bytes/100" 2>&1 || true)
+            out=$(cexec timeout $((DURATION + 30)) /usr/bin/time -f 'client-cpu %U %S' ab -q -s 10 -c4 -t "$DURATION" -n 100000000 "http://$a/bytes/100" 2>&1 || true)
             c1=$(cpu_of "$pid")
+            awk -v s="$s" -v d="$DURATION" '/^client-cpu/ {printf "  ab %s: client (ab) CPU %.2f s user + %.2f s sys in %s s\n", s, $2, $3, d}' <<<"$out" >&2
             local rps ndone failed
             rps=$(awk '/^Requests per second:/ {print $4}' <<<"$out")
             ndone=$(awk '/^Complete requests:/ {print $3}' <<<"$out")

@@ -16,8 +16,8 @@
 #   3. VmRSS is back within 10 % of its value after warm-up;
 #   4. no connection is left once the idle timeouts (HTTP 30 s, TIME-WAIT
 #      2 MSL = 60 s) have passed.
-# The short version (tests/soak.rs, ignored until the stuck-connection bug in
-# docs/reliability.md is fixed): sudo scripts/soak.sh --minutes 1
+# The short version runs in the test suite (tests/soak.rs):
+#   sudo scripts/soak.sh --minutes 1 --seed 2
 set -euo pipefail
 MINUTES=30
 IMPAIR="loss=1%,reorder=1%,dup=0.5%,delay=2ms,jitter=1ms"
