@@ -619,7 +619,12 @@ fn active_close_fin_wait_1_2_time_wait() {
     s.inject(30, seg("F.").seq(1).ack(2));
     s.expect_at(30, exp(".").seq(2).ack(2));
     assert_eq!(s.stack.connections()[0].state, State::TimeWait);
-    // 2 * MSL (1 s in the script config).
+    // 2 * MSL (1 s in the script config). TIME-WAIT expires from the
+    // stack's FIFO of TIME-WAIT connections: once the earlier timers have
+    // run out, the timer heap is empty though the connection waits.
+    s.run_to(1500);
+    assert_eq!(s.stack.connection_count(), 1);
+    assert_eq!(s.stack.timer_entries(), 0);
     s.run_to(2029);
     assert_eq!(s.stack.connection_count(), 1);
     s.run_to(2031);

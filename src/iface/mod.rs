@@ -257,7 +257,13 @@ pub struct Stack {
     live: usize,
     /// Connections in TIME-WAIT, and their slots oldest first (entries may be stale).
     time_wait: usize,
-    tw_queue: VecDeque<(u32, u32)>,
+    /// TIME-WAIT connections in the order they entered it, with their
+    /// 2*MSL deadline (the same duration for all, so the queue is sorted):
+    /// they expire from here, not from `timers`. Tens of thousands of
+    /// TIME-WAIT entries (a server closing first under `ab`) in the heap,
+    /// most of them stale after recycling, made every heap operation
+    /// cache-missing and the WebSocket p99 twice as long for a minute.
+    tw_queue: VecDeque<(u32, u32, Instant)>,
     conns: FastMap<ConnKey, u32>,
     listeners: FastMap<u16, Listener>,
     events: VecDeque<Event>,
@@ -365,6 +371,12 @@ impl Stack {
     /// Live TCP connections (all states but LISTEN, including TIME-WAIT).
     pub fn connection_count(&self) -> usize {
         self.live
+    }
+
+    /// Entries in the timer heap, stale ones included (TIME-WAIT
+    /// connections are not there: they expire from their own queue).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     /// Connections in TIME-WAIT.
@@ -886,6 +898,30 @@ impl Stack {
             }
             self.after_op(idx);
         }
+        // TIME-WAIT expiry, oldest first.
+        while let Some(&(idx, gen, at)) = self.tw_queue.front() {
+            if at > now {
+                break;
+            }
+            self.tw_queue.pop_front();
+            let Some(slot) = self.slots.get_mut(idx as usize) else {
+                continue;
+            };
+            if slot.generation != gen || !slot.in_tw {
+                continue; // recycled or left TIME-WAIT
+            }
+            let Some(tcb) = slot.tcb.as_mut() else {
+                continue;
+            };
+            tcb.handle_timeout(now, &mut self.stats);
+            if tcb.state() == State::TimeWait {
+                // Restarted by a retransmitted FIN: the heap has its new
+                // deadline; it stays listed here for recycling.
+                let at = tcb.poll_at().unwrap_or(now);
+                self.tw_queue.push_back((idx, gen, at));
+            }
+            self.after_op(idx);
+        }
         let expired = self.frags.expire(now);
         for _ in 0..expired {
             self.stats.count_drop(DropReason::FragmentTimeout);
@@ -895,7 +931,8 @@ impl Stack {
     /// When `handle_timeout` must next be called.
     pub fn poll_at(&self) -> Option<Instant> {
         let t = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        crate::time::min_deadline(t, self.frags.poll_at())
+        let tw = self.tw_queue.front().map(|&(_, _, at)| at);
+        crate::time::min_deadline(crate::time::min_deadline(t, tw), self.frags.poll_at())
     }
 
     // =============================================================== output
@@ -1228,7 +1265,8 @@ impl Stack {
         if state == State::TimeWait && !slot.in_tw {
             slot.in_tw = true;
             self.time_wait += 1;
-            self.tw_queue.push_back((idx, slot.generation));
+            let at = tcb.poll_at().unwrap_or(Instant::ZERO);
+            self.tw_queue.push_back((idx, slot.generation, at));
             evict = self.time_wait > self.config.max_time_wait;
         } else if slot.in_tw && state != State::TimeWait {
             slot.in_tw = false;
@@ -1239,8 +1277,8 @@ impl Stack {
             slot.in_tx = true;
             self.tx_queue.push_back(idx);
         }
-        // Timers.
-        if let Some(t) = tcb.poll_at() {
+        // Timers (TIME-WAIT's own deadline is kept by `tw_queue`).
+        if let Some(t) = tcb.poll_at().filter(|_| !tcb.time_wait_fixed()) {
             if slot.scheduled.is_none_or(|s| t < s) {
                 slot.scheduled = Some(t);
                 self.timers.push(Reverse((t, idx, slot.generation)));
@@ -1277,7 +1315,7 @@ impl Stack {
     /// Linux does the same past `tcp_max_tw_buckets`). Returns false if
     /// there is none.
     fn recycle_oldest_time_wait(&mut self) -> bool {
-        while let Some((idx, generation)) = self.tw_queue.pop_front() {
+        while let Some((idx, generation, _)) = self.tw_queue.pop_front() {
             let slot = &mut self.slots[idx as usize];
             if slot.generation != generation || !slot.in_tw {
                 continue; // stale entry
@@ -1412,7 +1450,7 @@ impl Stack {
             let n = len as u32;
             // Free slots only: no live queue refers to them except stale entries.
             self.free.retain(|&i| i < n);
-            self.tw_queue.retain(|&(i, _)| i < n);
+            self.tw_queue.retain(|&(i, _, _)| i < n);
             self.timers.retain(|Reverse((_, i, _))| *i < n);
             self.events
                 .retain(|e| !matches!(e, Event::Socket(h) if h.index >= n));
@@ -1461,7 +1499,7 @@ impl Stack {
         use std::mem::size_of;
         self.slots.capacity() * size_of::<Slot>()
             + self.free.capacity() * size_of::<u32>()
-            + self.tw_queue.capacity() * size_of::<(u32, u32)>()
+            + self.tw_queue.capacity() * size_of::<(u32, u32, Instant)>()
             // (a hash map's buckets, approximately: key, value and a control byte)
             + self.conns.capacity() * (size_of::<(ConnKey, u32)>() + 1)
             + self.events.capacity() * size_of::<Event>()

@@ -248,6 +248,9 @@ pub struct Tcb {
     /// have been lost), so it is no RTT sample (RFC 8985 6.2 step 2).
     retx_tsval: u32,
     retx_tsval_pending: bool,
+    /// TIME-WAIT's 2*MSL timer was restarted (a retransmitted FIN): its
+    /// deadline is no longer the one the stack's TIME-WAIT queue holds.
+    tw_restarted: bool,
     /// Receive-buffer auto-tuning: the current window target, and the
     /// bytes read by the application at the start of the measurement.
     rcv_space: usize,
@@ -381,6 +384,7 @@ impl Tcb {
             ts_sample_seq: iss,
             retx_tsval: 0,
             retx_tsval_pending: false,
+            tw_restarted: false,
             rcv_space: cfg
                 .recv_buffer_initial
                 .clamp(1, cfg.recv_buffer.clamp(1, MAX_WINDOW as usize)),
@@ -811,6 +815,13 @@ impl Tcb {
     /// When `handle_timeout` must next be called.
     pub fn poll_at(&self) -> Option<Instant> {
         self.timers.iter().flatten().min().copied()
+    }
+
+    /// In TIME-WAIT with the 2*MSL deadline set on entry (not restarted):
+    /// the stack expires it from its FIFO of TIME-WAIT connections instead
+    /// of its timer heap (see `iface::Stack::handle_timeout`).
+    pub(crate) fn time_wait_fixed(&self) -> bool {
+        self.state == State::TimeWait && !self.tw_restarted
     }
 
     /// Names of the timers due at `now`, in the order `handle_timeout` runs
@@ -1271,6 +1282,7 @@ impl Tcb {
                 if self.state == State::TimeWait && seg.has(FIN) {
                     // A retransmitted FIN: re-ACK and restart the 2*MSL timer.
                     self.set_timer(Timer::TimeWait, now + 2 * self.cfg.msl);
+                    self.tw_restarted = true;
                 }
                 self.ack_now = true;
             }
@@ -1552,6 +1564,7 @@ impl Tcb {
                 if seg.has(FIN) {
                     self.ack_now = true;
                     self.set_timer(Timer::TimeWait, now + 2 * self.cfg.msl);
+                    self.tw_restarted = true;
                 }
             }
             _ => {}
