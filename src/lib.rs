@@ -34,6 +34,7 @@ pub mod ladder;
 pub mod phy;
 pub mod rand;
 pub mod runtime;
+pub mod spare;
 pub mod tcp;
 pub mod time;
 pub mod trace;

@@ -93,7 +93,12 @@ fn trim_after_a_burst_shrinks_tables_and_old_handles_stay_dead() {
         trimmed.0 <= 1024 && trimmed.1 <= 1024,
         "tables after trim with no connection: {trimmed:?}"
     );
-    assert_eq!(released.0, grown.0 - trimmed.0);
+    // What trim reports is the tables' shrink plus the free buffers this
+    // thread kept for reuse (the pools are per thread: both stacks here
+    // share them, and the first trim empties them).
+    assert!(released.0 >= grown.0 - trimmed.0, "{released:?}");
+    assert!(released.1 >= grown.1 - trimmed.1, "{released:?}");
+    assert_eq!(w.a.pooled_memory(), 0);
 
     // The stack works as before, and the new connections' slots (the same
     // indices as the old ones) do not answer to the old handles.

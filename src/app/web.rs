@@ -879,6 +879,8 @@ impl Service for Web {
             self.timers.shrink_to_fit();
         }
         pooled
+            + crate::spare::trim::<crate::ws::WsEvent>()
+            + crate::spare::trim::<u8>()
             + super::shrink_map(&mut self.conns)
             + super::shrink_map(&mut self.ids)
             + (timers - self.timers.capacity()) * std::mem::size_of::<(Instant, SocketHandle)>()

@@ -1485,7 +1485,9 @@ impl Stack {
         }
         self.scratch = Vec::new();
         // And the pool of free ring-buffer storage (crate::tcp::buffer::pool).
-        before.saturating_sub(self.table_bytes()) + crate::tcp::buffer::pool::trim()
+        before.saturating_sub(self.table_bytes())
+            + crate::tcp::buffer::pool::trim()
+            + crate::spare::trim::<crate::tcp::recovery::SentSeg>()
     }
 
     /// Bytes of free buffer storage kept for reuse (see [`Self::trim_memory`]).

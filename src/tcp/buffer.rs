@@ -226,9 +226,10 @@ impl Drop for RingBuffer {
 /// one thread; two stacks on one thread simply share it).
 ///
 /// Bounded: at most [`pool::MAX_BUFFERS`] buffers and [`pool::MAX_BYTES`]
-/// bytes; anything beyond goes back to the allocator, as do buffers smaller
-/// than [`pool::MIN_POOLED`] (the allocator handles those without page
-/// faults). Reuse is by exact size (sizes are powers of two or a socket's
+/// bytes; anything beyond goes back to the allocator. Buffers smaller than
+/// [`pool::MIN_POOLED`] (a keep-alive request's or a WebSocket message's
+/// ring) have their own list of at most [`pool::MAX_SMALL`]: without it
+/// every request allocated its two rings again. Reuse is by exact size (sizes are powers of two or a socket's
 /// capacity, so there are only a few). The pool never changes what the
 /// stack does, only where its memory comes from.
 pub mod pool {
@@ -240,11 +241,17 @@ pub mod pool {
     pub const MAX_BUFFERS: usize = 64;
     /// At most this many bytes of free buffers are kept.
     pub const MAX_BYTES: usize = 64 << 20;
+    /// At most this many free buffers smaller than [`MIN_POOLED`] are kept
+    /// (so at most 4 MiB).
+    pub const MAX_SMALL: usize = 256;
 
     #[derive(Default)]
     struct Pool {
         free: Vec<Vec<u8>>,
         bytes: usize,
+        /// Free buffers below MIN_POOLED, and their bytes.
+        small: Vec<Vec<u8>>,
+        small_bytes: usize,
         /// Allocations made because the pool had no buffer of the size.
         misses: u64,
         /// Buffers handed out from the pool.
@@ -258,6 +265,20 @@ pub mod pool {
     /// A buffer of exactly `size` bytes (contents unspecified: zero when
     /// freshly allocated, stale when reused).
     pub fn take(size: usize) -> Vec<u8> {
+        if size > 0 && size < MIN_POOLED {
+            let reused = POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                let pos = p.small.iter().rposition(|b| b.len() == size)?;
+                let b = p.small.swap_remove(pos);
+                p.small_bytes -= b.len();
+                p.hits += 1;
+                Some(b)
+            });
+            if let Some(b) = reused {
+                return b;
+            }
+            POOL.with(|p| p.borrow_mut().misses += 1);
+        }
         if size >= MIN_POOLED {
             let reused = POOL.with(|p| {
                 let mut p = p.borrow_mut();
@@ -278,8 +299,22 @@ pub mod pool {
     /// Give storage back (kept if there is room, else freed). True if it
     /// was kept.
     pub fn give(buf: Vec<u8>) -> bool {
-        if buf.len() < MIN_POOLED {
+        if buf.is_empty() {
             return false;
+        }
+        if buf.len() < MIN_POOLED {
+            return POOL
+                .try_with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.small.len() < MAX_SMALL {
+                        p.small_bytes += buf.len();
+                        p.small.push(buf);
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .unwrap_or(false);
         }
         // `try_with`: during thread teardown the pool may be gone already.
         POOL.try_with(|p| {
@@ -297,9 +332,13 @@ pub mod pool {
 
     /// Whether a free buffer of exactly `size` bytes is pooled.
     pub fn has(size: usize) -> bool {
-        size >= MIN_POOLED
+        size > 0
             && POOL
-                .try_with(|p| p.borrow().free.iter().any(|b| b.len() == size))
+                .try_with(|p| {
+                    let p = p.borrow();
+                    let list = if size < MIN_POOLED { &p.small } else { &p.free };
+                    list.iter().any(|b| b.len() == size)
+                })
                 .unwrap_or(false)
     }
 
@@ -308,9 +347,11 @@ pub mod pool {
     pub fn trim() -> usize {
         POOL.with(|p| {
             let mut p = p.borrow_mut();
-            let n = p.bytes;
+            let n = p.bytes + p.small_bytes;
             p.free = Vec::new();
             p.bytes = 0;
+            p.small = Vec::new();
+            p.small_bytes = 0;
             n
         })
     }
@@ -319,7 +360,7 @@ pub mod pool {
     pub fn stats() -> (usize, u64, u64) {
         POOL.with(|p| {
             let p = p.borrow();
-            (p.bytes, p.hits, p.misses)
+            (p.bytes + p.small_bytes, p.hits, p.misses)
         })
     }
 }
@@ -582,9 +623,20 @@ mod tests {
         let (held, _, _) = pool::stats();
         assert!(held <= pool::MAX_BYTES);
         assert!(held <= pool::MAX_BUFFERS << 20);
-        assert!(!pool::give(vec![0u8; 100]), "too small to pool: freed");
-        assert_eq!(pool::stats().0, held);
+        // Small buffers have their own bounded list, reused by exact size.
+        assert!(pool::give(vec![0u8; 100]), "a small buffer is kept");
+        assert_eq!(pool::stats().0, held + 100);
+        let (_, hits0, _) = pool::stats();
+        assert_eq!(pool::take(100).len(), 100);
+        assert_eq!(pool::stats().1, hits0 + 1, "taken from the pool");
+        for _ in 0..(pool::MAX_SMALL + 10) {
+            let _ = pool::give(vec![0u8; 100]);
+        }
+        assert_eq!(pool::stats().0, held + 100 * pool::MAX_SMALL);
+        assert!(!pool::give(vec![0u8; 100]), "small list full: freed");
+        assert!(!pool::give(Vec::new()), "nothing to keep");
         pool::trim();
+        assert_eq!(pool::stats().0, 0);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct SentSeg {
     pub ever_retrans: bool,
 }
 
+crate::spare_pool!(SentSeg);
+
 impl SentSeg {
     fn len(&self) -> u32 {
         self.end.wrapping_sub(self.start)
@@ -176,7 +178,8 @@ impl Scoreboard {
     /// an idle connection holds none (the RACK state is kept).
     pub fn release_if_empty(&mut self) {
         if self.segs.is_empty() && self.segs.capacity() > 0 {
-            self.segs = VecDeque::new();
+            // (to the per-thread spares: the next burst takes it back)
+            crate::spare::give_deque(std::mem::take(&mut self.segs));
         }
     }
 
@@ -191,7 +194,7 @@ impl Scoreboard {
     /// acknowledged, a list that grew large gives its allocation back.
     fn shrink(&mut self) {
         if self.segs.is_empty() && self.segs.capacity() > 16 {
-            self.segs = VecDeque::new();
+            crate::spare::give_deque(std::mem::take(&mut self.segs));
         }
     }
 
@@ -295,6 +298,9 @@ impl Scoreboard {
                 _ => {
                     if incremental {
                         self.pipe = self.pipe.saturating_add(seg.pipe());
+                    }
+                    if self.segs.capacity() == 0 {
+                        self.segs = crate::spare::take_deque();
                     }
                     self.segs.push_back(seg);
                 }

@@ -74,6 +74,8 @@ pub enum WsEvent {
     },
 }
 
+crate::spare_pool!(WsEvent);
+
 /// The frame whose payload is being received.
 #[derive(Debug)]
 struct InFrame {
@@ -359,7 +361,7 @@ impl WsConnection {
                     } else {
                         // Section 5.5.2: Pong with the same application data.
                         let payload = std::mem::take(&mut self.control);
-                        emit_frame(&mut self.out, OpCode::Pong, false, &payload);
+                        emit_frame(self.out_buf(), OpCode::Pong, false, &payload);
                         Ok(())
                     }
                 } else {
@@ -423,7 +425,7 @@ impl WsConnection {
         } else {
             Message::Binary(m.buf)
         };
-        self.events.push_back(WsEvent::Message(msg));
+        self.push_event(WsEvent::Message(msg));
         Ok(())
     }
 
@@ -464,7 +466,7 @@ impl WsConnection {
         log::debug!("websocket: failing connection: {e}");
         let code = e.close_code();
         let reason = e.to_string();
-        self.events.push_back(WsEvent::Error(e));
+        self.push_event(WsEvent::Error(e));
         self.message = None;
         if let Some(f) = self.frame.as_mut() {
             if !f.header.opcode.is_control() {
@@ -497,7 +499,7 @@ impl WsConnection {
         if defer {
             self.deferred_close = Some(payload);
         } else {
-            emit_frame(&mut self.out, OpCode::Close, false, &payload);
+            emit_frame(self.out_buf(), OpCode::Close, false, &payload);
             self.close_written = true;
         }
         self.close_sent = true;
@@ -515,7 +517,7 @@ impl WsConnection {
             (None, Some((c, r))) => (Some(*c), r.clone()),
             (None, None) => (Some(close_code::ABNORMAL), String::new()),
         };
-        self.events.push_back(WsEvent::Closed {
+        self.push_event(WsEvent::Closed {
             code,
             reason,
             clean,
@@ -533,8 +535,9 @@ impl WsConnection {
     pub fn poll_event(&mut self) -> Option<WsEvent> {
         let ev = self.events.pop_front();
         if self.events.is_empty() && self.events.capacity() > 0 {
-            // Idle connections hold no queue memory.
-            self.events = VecDeque::new();
+            // Idle connections hold no queue memory (the per-thread spares
+            // keep it for the next message: crate::spare).
+            crate::spare::give_deque(std::mem::take(&mut self.events));
         }
         if matches!(
             ev,
@@ -547,7 +550,7 @@ impl WsConnection {
 
     fn flush_deferred_close(&mut self) {
         if let Some(payload) = self.deferred_close.take() {
-            emit_frame(&mut self.out, OpCode::Close, false, &payload);
+            emit_frame(self.out_buf(), OpCode::Close, false, &payload);
             self.close_written = true;
         }
     }
@@ -571,9 +574,9 @@ impl WsConnection {
         match self.codec.as_mut() {
             Some(c) => {
                 let z = c.compress_message(data);
-                emit_frame(&mut self.out, opcode, true, &z);
+                emit_frame(self.out_buf(), opcode, true, &z);
             }
-            None => emit_frame(&mut self.out, opcode, false, data),
+            None => emit_frame(self.out_buf(), opcode, false, data),
         }
         self.recycle(msg);
         Ok(())
@@ -599,7 +602,7 @@ impl WsConnection {
             return Err(WsError::Closing);
         }
         emit_frame(
-            &mut self.out,
+            self.out_buf(),
             OpCode::Ping,
             false,
             &payload[..payload.len().min(125)],
@@ -636,13 +639,29 @@ impl WsConnection {
         &self.out[self.out_pos..]
     }
 
+    /// The output buffer, taken from the per-thread spares if this
+    /// connection released its own.
+    fn out_buf(&mut self) -> &mut Vec<u8> {
+        if self.out.capacity() == 0 {
+            self.out = crate::spare::take_vec();
+        }
+        &mut self.out
+    }
+
+    fn push_event(&mut self, ev: WsEvent) {
+        if self.events.capacity() == 0 {
+            self.events = crate::spare::take_deque();
+        }
+        self.events.push_back(ev);
+    }
+
     /// Mark `n` bytes of [`Self::output_chunk`] as written.
     pub fn consume_output(&mut self, n: usize) {
         self.out_pos = (self.out_pos + n).min(self.out.len());
         if self.out_pos == self.out.len() {
             // Everything written: give the memory back (an idle connection
-            // holds no output buffer; the next message allocates anew).
-            self.out = Vec::new();
+            // holds no output buffer; the next message takes a spare).
+            crate::spare::give_vec(std::mem::take(&mut self.out));
             self.out_pos = 0;
         } else if self.out_pos > 1 << 20 && self.out_pos * 2 > self.out.len() {
             // Amortised compaction: moves at most as much as was consumed.
@@ -675,7 +694,7 @@ impl WsConnection {
             if self.close_sent && !self.close_received && now >= d {
                 self.input_done = true;
                 self.tcp_close = true;
-                self.events.push_back(WsEvent::Error(WsError::CloseTimeout));
+                self.push_event(WsEvent::Error(WsError::CloseTimeout));
                 self.emit_closed(false);
                 self.close_deadline = None;
                 return;
@@ -691,7 +710,7 @@ impl WsConnection {
                 self.flush_deferred_close();
             }
         } else if now >= self.last_rx + k {
-            emit_frame(&mut self.out, OpCode::Ping, false, b"keepalive");
+            emit_frame(self.out_buf(), OpCode::Ping, false, b"keepalive");
             self.ping_deadline = Some(now + k);
         }
     }
