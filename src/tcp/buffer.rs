@@ -265,33 +265,31 @@ pub mod pool {
     /// A buffer of exactly `size` bytes (contents unspecified: zero when
     /// freshly allocated, stale when reused).
     pub fn take(size: usize) -> Vec<u8> {
-        if size > 0 && size < MIN_POOLED {
+        if size > 0 {
             let reused = POOL.with(|p| {
                 let mut p = p.borrow_mut();
-                let pos = p.small.iter().rposition(|b| b.len() == size)?;
-                let b = p.small.swap_remove(pos);
-                p.small_bytes -= b.len();
-                p.hits += 1;
-                Some(b)
+                let p = &mut *p;
+                let (list, bytes) = if size < MIN_POOLED {
+                    (&mut p.small, &mut p.small_bytes)
+                } else {
+                    (&mut p.free, &mut p.bytes)
+                };
+                let b = list
+                    .iter()
+                    .rposition(|b| b.len() == size)
+                    .map(|pos| list.swap_remove(pos));
+                match &b {
+                    Some(b) => {
+                        *bytes -= b.len();
+                        p.hits += 1;
+                    }
+                    None => p.misses += 1,
+                }
+                b
             });
             if let Some(b) = reused {
                 return b;
             }
-            POOL.with(|p| p.borrow_mut().misses += 1);
-        }
-        if size >= MIN_POOLED {
-            let reused = POOL.with(|p| {
-                let mut p = p.borrow_mut();
-                let pos = p.free.iter().rposition(|b| b.len() == size)?;
-                let b = p.free.swap_remove(pos);
-                p.bytes -= b.len();
-                p.hits += 1;
-                Some(b)
-            });
-            if let Some(b) = reused {
-                return b;
-            }
-            POOL.with(|p| p.borrow_mut().misses += 1);
         }
         vec![0u8; size]
     }
