@@ -744,11 +744,7 @@ fn timestamp_sample_after_an_rto_ends_the_back_off() {
     // echoes the retransmission's TSval is a valid RTT sample, and a
     // valid sample ends the exponential back-off (Linux does the same).
     let mut s = Script::passive(cfg_rto1s());
-    s.inject(0, seg("S").seq(0).mss(1460).ts(1000, 0));
-    let synack = s.expect_at(0, exp("S."));
-    let tsv = synack.ts.unwrap().0;
-    s.inject(0, seg(".").seq(1).ack(1).ts(1001, tsv));
-    let h = s.stack.accept(s.listener.unwrap()).unwrap();
+    let h = s.accept_with_timestamps(0, 0, 1000);
     s.stack.send(h, &vec![1u8; 1448 * 2]).unwrap();
     s.run_to(0);
     let a = s.expect_at(0, exp(".").seq(1).len(1448));
@@ -799,10 +795,7 @@ fn an_echo_older_than_the_retransmission_is_no_rtt_sample() {
     // predates the retransmission was caused by the first copy (its first
     // ACK was lost): "now - TSecr" is not the path's RTT.
     let mut s = Script::passive(cfg_rto1s());
-    s.inject(0, seg("S").seq(0).mss(1460).ts(1000, 0));
-    let synack = s.expect_at(0, exp("S."));
-    s.inject(10, seg(".").seq(1).ack(1).ts(1001, synack.ts.unwrap().0));
-    let h = s.stack.accept(s.listener.unwrap()).unwrap();
+    let h = s.accept_with_timestamps(0, 10, 1000);
     let srtt0 = s.stack.info(h).unwrap().srtt_us.expect("handshake sample");
     assert!(srtt0 <= 11_000, "{srtt0}");
     s.stack.send(h, b"hello").unwrap();

@@ -310,6 +310,22 @@ impl Script {
         h
     }
 
+    /// Passive handshake with timestamps: the SYN at `t_syn` carries TSval
+    /// `tsval`, the ACK at `t_ack` carries `tsval + 1` and echoes the
+    /// SYN-ACK's TSval. Returns the accepted handle.
+    pub fn accept_with_timestamps(&mut self, t_syn: u64, t_ack: u64, tsval: u32) -> SocketHandle {
+        self.inject(t_syn, seg("S").seq(0).mss(1460).ts(tsval, 0));
+        let synack = self.expect_at(t_syn, exp("S.").ts_ecr(tsval));
+        let ours = synack.ts.expect("SYN-ACK with timestamps").0;
+        self.inject(t_ack, seg(".").seq(1).ack(1).ts(tsval + 1, ours));
+        let h = self
+            .stack
+            .accept(self.listener.unwrap())
+            .expect("accept after handshake");
+        self.conn = Some(h);
+        h
+    }
+
     /// Passive open without options (MSS 1460, no scaling, no SACK, no timestamps).
     pub fn established(config: Config) -> Script {
         let mut s = Script::passive(config);
