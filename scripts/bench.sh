@@ -206,6 +206,16 @@ fi
 # A transfer slower than 0.2 Gbit/s counts as stalled.
 XFER_TIMEOUT=$(( SIZE / 25000000 + 10 ))
 
+# Who is the bottleneck of an upload? The client (curl: file read, socket
+# writes, the kernel's TCP and the TUN queue) runs on one core; ~1 s of CPU
+# per second of transfer means it is saturated.
+client_cpu() {
+    local w=$1 s=$2 c0=$3 c1=$4
+    awk -v w="$w" -v s="$s" -v srv="$(python3 -c "print(round($c1-$c0, 2))")" \
+        '/^client-cpu/ {printf "  %s %s: client (curl) CPU %.2f s user + %.2f s sys in %.2f s; server CPU %s s\n", w, s, $2, $3, $4, srv}' \
+        "$TMP/client-time" >&2 2>/dev/null || true
+}
+
 run_one() {
     local w=$1 s=$2 a; a=$(addr_of "$s")
     local pid=${PID[$s]} c0 c1 out
@@ -220,17 +230,21 @@ run_one() {
                 record "$s down $(python3 -c "print($sp*8/1e9)") $(python3 -c "print($c1-$c0)") $SIZE"
             else echo "  down $s: got ${got:-0} of $SIZE bytes" >&2; record "$s down fail 0 0"; fi ;;
         up)
-            out=$(cexec timeout $((XFER_TIMEOUT + 5)) curl -s --max-time $XFER_TIMEOUT -X POST -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+            out=$(cexec timeout $((XFER_TIMEOUT + 5)) /usr/bin/time -o "$TMP/client-time" -f 'client-cpu %U %S %e' \
+                    curl -s --max-time $XFER_TIMEOUT -X POST -H 'Expect:' -H 'Content-Type: application/octet-stream' \
                     -T "$UPFILE" -w ' %{speed_upload}' "http://$a/sha256" || true)
             c1=$(cpu_of "$pid")
+            client_cpu "$w" "$s" "$c0" "$c1"
             local hash sp; hash=$(awk 'NR==1 {print $1}' <<<"$out"); sp=$(awk 'END {print $NF}' <<<"$out")
             if [ "$hash" = "$UPHASH" ]; then
                 record "$s up $(python3 -c "print($sp*8/1e9)") $(python3 -c "print($c1-$c0)") $SIZE"
             else echo "  up $s: bad answer '${out:0:80}'" >&2; record "$s up fail 0 0"; fi ;;
         updis)
-            out=$(cexec timeout $((XFER_TIMEOUT + 5)) curl -s --max-time $XFER_TIMEOUT -X POST -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+            out=$(cexec timeout $((XFER_TIMEOUT + 5)) /usr/bin/time -o "$TMP/client-time" -f 'client-cpu %U %S %e' \
+                    curl -s --max-time $XFER_TIMEOUT -X POST -H 'Expect:' -H 'Content-Type: application/octet-stream' \
                     -T "$UPFILE" -w ' %{speed_upload}' "http://$a/discard" || true)
             c1=$(cpu_of "$pid")
+            client_cpu "$w" "$s" "$c0" "$c1"
             local count sp; count=$(awk 'NR==1 {print $1}' <<<"$out"); sp=$(awk 'END {print $NF}' <<<"$out")
             if [ "$count" = "$SIZE" ]; then
                 record "$s updis $(python3 -c "print($sp*8/1e9)") $(python3 -c "print($c1-$c0)") $SIZE"

@@ -59,6 +59,9 @@ grep -q " listening on " "$DIR/stdout" || { echo "soak: ustack did not start"; c
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$PID/status"; }
 hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$PID/status"; }
+# RSS split: heap and other anonymous memory, file pages (the binary's code
+# and data, paged in as code paths are first used), shared memory.
+rss_split() { awk '/^Rss(Anon|File|Shmem):/ {printf "%s %s kB ", $1, $2}' "/proc/$PID/status"; }
 stats_line() {
     local before
     before=$(grep -c '^ustack-stats:' "$DIR/stderr" || true)
@@ -84,9 +87,10 @@ wait_idle() {
 echo "soak: ustack pid $PID on $ADDR, impair $IMPAIR, $MINUTES min; logs in $DIR"
 # Warm-up: every kind of traffic once, then idle, then the baseline RSS.
 ip netns exec "$NS" python3 "$ROOT/tools/soak_load.py" --addr "$ADDR" --seconds 10 --seed "$SEED" >"$DIR/warmup.json"
-wait_idle 120 >/dev/null || true
+LINE0=$(wait_idle 120) || true
 RSS0=$(rss)
-echo "soak: baseline RSS after warm-up: $RSS0 kB"
+echo "soak: baseline RSS after warm-up: $RSS0 kB ($(rss_split)); heap in use $(field "$LINE0" heap_in_use) B, free $(field "$LINE0" heap_free) B"
+cp "/proc/$PID/smaps" "$DIR/smaps.baseline" 2>/dev/null || true
 
 SECS=$(( MINUTES * 60 ))
 ip netns exec "$NS" wrk -t1 -c16 -d"${SECS}s" --timeout 30s "http://$ADDR/bytes/1000" >"$DIR/wrk.txt" 2>&1 &
@@ -125,6 +129,8 @@ if LINE=$(wait_idle 150); then :; else
     python3 -c 'import json,sys; [print("soak:   left:", c) for c in json.load(open(sys.argv[1]))["connections"]]' "$DIR/stats.json" || true
 fi
 RSS1=$(rss)
+echo "soak: RSS after idle: $RSS1 kB ($(rss_split)); heap in use $(field "$LINE" heap_in_use) B, free $(field "$LINE" heap_free) B"
+cp "/proc/$PID/smaps" "$DIR/smaps.after" 2>/dev/null || true
 kill -0 "$PID" 2>/dev/null || fail "ustack is not running"
 grep -q "panicked" "$DIR/stderr" && fail "ustack panicked: $(grep -m1 panicked "$DIR/stderr")"
 LIMIT=$(( RSS0 + RSS0 / 10 ))
@@ -133,7 +139,7 @@ echo "soak: RSS baseline $RSS0 kB, peak $PEAK kB (VmHWM $(hwm) kB), at end of lo
 echo "soak: final stats: $LINE"
 if [ "$FAIL" = 0 ]; then
     echo "soak: PASS ($MINUTES min)"
-    rm -rf "$DIR"
+    if [ -n "${SOAK_KEEP:-}" ]; then echo "soak: logs kept in $DIR (SOAK_KEEP)"; else rm -rf "$DIR"; fi
 else
     echo "soak: logs kept in $DIR"
     exit 1

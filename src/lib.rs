@@ -37,6 +37,7 @@ pub mod runtime;
 pub mod spare;
 pub mod tcp;
 pub mod time;
+pub mod timer;
 pub mod trace;
 pub mod wire;
 pub mod ws;

@@ -585,6 +585,46 @@ fn http10_with_and_without_keep_alive() {
 
 // ---------------------------------------------------------------- many connections
 
+/// 3,000 one-request connections in a row (what `ab` does, slower): each
+/// leaves timers behind that outlive it (the HTTP header timer 10 s out,
+/// the linger timer 5 s out, retransmission timers), and ustack closes
+/// first, so they sit in TIME-WAIT. The timer queues compact themselves:
+/// right after the burst they hold at most about the floor of each queue
+/// (1,024) plus twice the live connections, not two or more entries per
+/// connection ever made.
+#[test]
+fn connection_burst_leaves_no_pile_of_stale_timers() {
+    let Some(env) = e2e_env() else { return };
+    let to = env.sock(80);
+    let n = 3000;
+    env.in_ns(|| {
+        for i in 0..n {
+            let (mut s, mut r) = conn(to);
+            s.write_all(b"GET /bytes/10 HTTP/1.0\r\n\r\n").unwrap();
+            let a = read_response(&mut r, false);
+            assert_eq!(a.status, 200, "request {i}");
+            assert!(
+                sees_eof(&mut r, Duration::from_secs(10)),
+                "request {i}: server closes"
+            );
+        }
+    });
+    let st = env.stats();
+    let (entries, live) = (st["timer_entries"], st["connections"] - st["time_wait"]);
+    eprintln!(
+        "after {n} connections: {entries} timer entries, {} connections ({} in TIME-WAIT)",
+        st["connections"], st["time_wait"]
+    );
+    assert!(
+        st["time_wait"] > 1000,
+        "ustack closed first: TIME-WAIT holds them ({st:?})"
+    );
+    assert!(
+        entries <= 2 * (1024 + 1) + 4 * live,
+        "{entries} timer entries after {n} connections ({live} live, not in TIME-WAIT)"
+    );
+}
+
 fn raise_fd_limit(want: u64) {
     let mut l = libc::rlimit {
         rlim_cur: 0,

@@ -173,3 +173,40 @@ fn trim_keeps_a_live_connection_at_the_end_of_the_table() {
         "one server connection got the data"
     );
 }
+
+/// A stream of short connections (each opened, used and aborted within half
+/// a millisecond, while its retransmission timers were a second out) leaves
+/// stale timer entries behind; the stack's timer queue compacts itself so
+/// that they never outnumber the live connections by more than the floor
+/// (`ustack::timer`), and the connections still work.
+#[test]
+fn timer_queue_stays_bounded_under_connection_churn() {
+    let mut w = pair(LinkConfig::default(), 5);
+    let l = w.b.listen(PORT, 1024).unwrap();
+    let to = SocketAddrV4::new(B_ADDR, PORT);
+    let mut most = (0, 0);
+    let mut buf = [0u8; 64];
+    for i in 0..8000 {
+        let h = w.a.connect(w.now, to).unwrap();
+        w.advance(Duration::from_micros(100));
+        let s = w.b.accept(l).expect("accepted");
+        assert_eq!(w.a.send(h, b"hello"), Ok(5), "connection {i}");
+        w.advance(Duration::from_micros(100));
+        assert_eq!(w.b.recv(s, &mut buf), Ok(5), "connection {i}");
+        w.a.abort(h);
+        w.b.abort(s);
+        w.advance(Duration::from_micros(300));
+        most = (
+            most.0.max(w.a.timer_entries()),
+            most.1.max(w.b.timer_entries()),
+        );
+        while w.a.poll_event().is_some() {}
+        while w.b.poll_event().is_some() {}
+    }
+    assert_eq!((w.a.connection_count(), w.b.connection_count()), (0, 0));
+    let bound = ustack::timer::COMPACT_FLOOR + 1;
+    assert!(
+        most.0 <= bound && most.1 <= bound,
+        "timer entries reached {most:?} with at most one connection open (bound {bound})"
+    );
+}

@@ -77,6 +77,11 @@ pub trait Service {
     fn trim_memory(&mut self) -> usize {
         0
     }
+
+    /// Entries in the service's timer queue, stale ones included (stats).
+    fn timer_entries(&self) -> usize {
+        0
+    }
 }
 
 /// Which services to run. The runtime fills it from the command line.
@@ -242,6 +247,11 @@ impl App {
     /// Handles still held by all services.
     pub fn connections(&self) -> usize {
         self.services.iter().map(|s| s.connections()).sum()
+    }
+
+    /// Timer queue entries of all services (stale ones included).
+    pub fn timer_entries(&self) -> usize {
+        self.services.iter().map(|s| s.timer_entries()).sum()
     }
 
     /// Shrink the services' mostly empty tables ([`Service::trim_memory`]);

@@ -33,10 +33,9 @@ use crate::http::{self, HttpConnection, ServerConfig, Site, Version};
 use crate::iface::Stack;
 use crate::tcp::{ListenerHandle, SocketHandle, TcpError};
 use crate::time::{min_deadline, Duration, Instant};
+use crate::timer::TimerQueue;
 use crate::ws::{self, Broker, Message, WsConfig, WsConnection, WsEvent};
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -184,7 +183,8 @@ pub struct Web {
     next_stats_push: Option<Instant>,
     /// The connection each stats subscriber selected (live ladder).
     ladder: LadderFeed,
-    timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
+    /// Connection deadlines, lazily deleted (see `crate::timer`).
+    timers: TimerQueue<SocketHandle>,
     device: Rc<RefCell<DeviceStats>>,
     /// Finished HTTP connections kept for reuse (at most [`HTTP_POOL`]):
     /// their buffers are already allocated.
@@ -214,7 +214,7 @@ impl Web {
             stats_subscribers: Vec::new(),
             next_stats_push: None,
             ladder: LadderFeed::default(),
-            timers: BinaryHeap::new(),
+            timers: TimerQueue::new(),
             device,
             http_pool: Vec::new(),
             rbuf: vec![0; 64 * 1024],
@@ -698,9 +698,13 @@ impl Web {
         if let Some(t) = t {
             if conn.scheduled.is_none_or(|s| t < s) {
                 conn.scheduled = Some(t);
-                self.timers.push(Reverse((t, h)));
+                self.timers.push(t, h);
             }
         }
+        let conns = &self.conns;
+        self.timers.compact(conns.len(), |t, h| {
+            conns.get(h).is_some_and(|c| c.scheduled == Some(t))
+        });
     }
 
     fn push_stats_to(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) {
@@ -785,11 +789,7 @@ impl Service for Web {
     }
 
     fn poll(&mut self, now: Instant, stack: &mut Stack) {
-        while let Some(&Reverse((t, h))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((t, h)) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get_mut(&h) else {
                 continue;
             };
@@ -836,7 +836,7 @@ impl Service for Web {
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        let t = self.timers.peek().map(|Reverse((t, _))| *t);
+        let t = self.timers.next_deadline();
         min_deadline(t, self.next_stats_push)
     }
 
@@ -870,20 +870,25 @@ impl Service for Web {
         self.conns.len()
     }
 
+    fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
     fn trim_memory(&mut self) -> usize {
         // Recycled HTTP connections are only kept for the next burst.
         let pooled = self.http_pool.len() * std::mem::size_of::<HttpConnection>();
         self.http_pool = Vec::new();
-        let timers = self.timers.capacity();
-        if self.timers.len() < timers / 4 {
+        let timers = self.timers.bytes();
+        if self.timers.len() < self.timers.capacity() / 4 {
             self.timers.shrink_to_fit();
         }
         pooled
+            + crate::ws::deflate::trim_pool()
             + crate::spare::trim::<crate::ws::WsEvent>()
             + crate::spare::trim::<u8>()
             + super::shrink_map(&mut self.conns)
             + super::shrink_map(&mut self.ids)
-            + (timers - self.timers.capacity()) * std::mem::size_of::<(Instant, SocketHandle)>()
+            + (timers - self.timers.bytes())
     }
 }
 

@@ -27,14 +27,14 @@ use crate::tcp::isn::IsnGenerator;
 use crate::tcp::socket::{SegmentIn, SegmentOut, Tcb, ACK, FIN, RST, SYN};
 use crate::tcp::{Event, ListenerHandle, Readiness, SocketHandle, State, TcpConfig, TcpError};
 use crate::time::{Duration, Instant};
+use crate::timer::TimerQueue;
 use crate::wire::{
     self, DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber,
     TcpFlags, TcpPacket, TcpRepr, WireError,
 };
 use fragment::{FragError, Reassembler};
 pub use stats::{DropReason, Stats};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Host-wide settings.
@@ -268,7 +268,8 @@ pub struct Stack {
     listeners: FastMap<u16, Listener>,
     events: VecDeque<Event>,
     tx_queue: VecDeque<u32>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Connection deadlines: (slot index, generation), lazily deleted.
+    timers: TimerQueue<(u32, u32)>,
     control: VecDeque<Control>,
     frags: Reassembler,
     challenge: ChallengeLimiter,
@@ -330,7 +331,7 @@ impl Stack {
             listeners: FastHash::map(Rng::derive(seed, "listeners").next_u64()),
             events: VecDeque::new(),
             tx_queue: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            timers: TimerQueue::new(),
             control: VecDeque::new(),
             challenge: ChallengeLimiter {
                 window_start: Instant::ZERO,
@@ -878,11 +879,7 @@ impl Stack {
     /// Run expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.trace.now = now;
-        while let Some(&Reverse((at, idx, gen))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, (idx, gen))) = self.timers.pop_due(now) {
             let Some(slot) = self.slots.get_mut(idx as usize) else {
                 continue;
             };
@@ -930,7 +927,7 @@ impl Stack {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_at(&self) -> Option<Instant> {
-        let t = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let t = self.timers.next_deadline();
         let tw = self.tw_queue.front().map(|&(_, _, at)| at);
         crate::time::min_deadline(crate::time::min_deadline(t, tw), self.frags.poll_at())
     }
@@ -1277,11 +1274,14 @@ impl Stack {
             slot.in_tx = true;
             self.tx_queue.push_back(idx);
         }
-        // Timers (TIME-WAIT's own deadline is kept by `tw_queue`).
-        if let Some(t) = tcb.poll_at().filter(|_| !tcb.time_wait_fixed()) {
+        // Timers (TIME-WAIT's own deadline is kept by `tw_queue`, and what
+        // the heap holds for the slot is stale from now on).
+        if tcb.time_wait_fixed() {
+            slot.scheduled = None;
+        } else if let Some(t) = tcb.poll_at() {
             if slot.scheduled.is_none_or(|s| t < s) {
                 slot.scheduled = Some(t);
-                self.timers.push(Reverse((t, idx, slot.generation)));
+                self.timers.push(t, (idx, slot.generation));
             }
         }
         // A closed connection leaves the demux table at once...
@@ -1308,6 +1308,18 @@ impl Stack {
         }
         if evict {
             self.recycle_oldest_time_wait();
+        }
+        // Stale entries (from connections gone, deadlines moved) go once
+        // they outnumber the live ones (see `crate::timer`). TIME-WAIT
+        // connections wait in `tw_queue`, not here.
+        let owners = self.live - self.time_wait;
+        if self.timers.wants_compaction(owners) {
+            let slots = &self.slots;
+            self.timers.compact(owners, |at, &(i, g)| {
+                slots
+                    .get(i as usize)
+                    .is_some_and(|s| s.generation == g && s.scheduled == Some(at))
+            });
         }
     }
 
@@ -1451,7 +1463,7 @@ impl Stack {
             // Free slots only: no live queue refers to them except stale entries.
             self.free.retain(|&i| i < n);
             self.tw_queue.retain(|&(i, _, _)| i < n);
-            self.timers.retain(|Reverse((_, i, _))| *i < n);
+            self.timers.retain(|_, &(i, _)| i < n);
             self.events
                 .retain(|e| !matches!(e, Event::Socket(h) if h.index >= n));
             for l in self.listeners.values_mut() {
@@ -1506,7 +1518,7 @@ impl Stack {
             + self.conns.capacity() * (size_of::<(ConnKey, u32)>() + 1)
             + self.events.capacity() * size_of::<Event>()
             + self.tx_queue.capacity() * size_of::<u32>()
-            + self.timers.capacity() * size_of::<Reverse<(Instant, u32, u32)>>()
+            + self.timers.bytes()
             + self.control.capacity() * size_of::<Control>()
             + self.scratch.capacity()
     }

@@ -43,6 +43,29 @@ use std::io;
 /// Packets held per direction before tail drop.
 pub const MAX_QUEUE: usize = 10_000;
 
+/// Emptied packet buffers kept per direction for the next held packet, and
+/// the bytes they may hold in all: under impairment every packet is held,
+/// and allocating each (up to 64 KiB with offloads) would scatter the heap
+/// (the soak's RSS, docs/reliability.md). Buffers come in power-of-two
+/// sizes from 2 KiB to 64 KiB, so a held packet occupies at most twice its
+/// length. [`FaultInjector::trim_memory`] releases them.
+pub const MAX_SPARE_BUFFERS: usize = 64;
+pub const MAX_SPARE_BYTES: usize = 4 << 20;
+
+/// Buffer size classes: 2 KiB << class, for class in 0..SIZE_CLASSES.
+const SIZE_CLASSES: usize = 6;
+const MIN_CLASS_BYTES: usize = 2048;
+
+/// The size class whose buffers hold `len` bytes (None: too big for any).
+fn size_class(len: usize) -> Option<usize> {
+    let c = len
+        .max(MIN_CLASS_BYTES)
+        .next_power_of_two()
+        .trailing_zeros()
+        - MIN_CLASS_BYTES.trailing_zeros();
+    (c < SIZE_CLASSES as u32).then_some(c as usize)
+}
+
 /// The extra hold of a reordered packet when no larger delay is set.
 pub const REORDER_HOLD: Duration = Duration::from_millis(10);
 
@@ -300,6 +323,9 @@ struct Lane {
     /// Min-heap on (release time, arrival number): FIFO among equal times.
     queue: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
     seq: u64,
+    /// Emptied buffers of delivered packets, for the next ones, by size class.
+    spare: [Vec<Vec<u8>>; SIZE_CLASSES],
+    spare_bytes: usize,
     /// When the rate-limited link finishes sending what it has.
     link_free_at: Instant,
     stats: DirStats,
@@ -312,6 +338,8 @@ impl Lane {
             rng,
             queue: BinaryHeap::new(),
             seq: 0,
+            spare: Default::default(),
+            spare_bytes: 0,
             link_free_at: Instant::ZERO,
             stats: DirStats::default(),
         }
@@ -324,16 +352,18 @@ impl Lane {
         self.imp.is_none() && self.queue.is_empty()
     }
 
-    fn offer<'a>(&mut self, now: Instant, packet: &'a [u8]) -> Option<&'a [u8]> {
+    /// Offer one packet (given in parts). `true`: it passes at once,
+    /// unchanged (the caller hands it on); otherwise it is held or dropped.
+    fn offer(&mut self, now: Instant, parts: &[&[u8]]) -> bool {
         self.stats.packets += 1;
         if self.imp.is_none() && self.queue.is_empty() {
             self.stats.delivered += 1;
-            return Some(packet);
+            return true;
         }
         let imp = self.imp;
         if self.rng.chance(imp.loss) {
             self.stats.lost += 1;
-            return None;
+            return false;
         }
         let copies = if self.rng.chance(imp.dup) {
             self.stats.duplicated += 1;
@@ -342,7 +372,10 @@ impl Lane {
             1
         };
         for _ in 0..copies {
-            let mut data = packet.to_vec();
+            let mut data = self.take_buffer(parts.iter().map(|p| p.len()).sum());
+            for p in parts {
+                data.extend_from_slice(p);
+            }
             if !data.is_empty() && self.rng.chance(imp.corrupt) {
                 let i = self.rng.below(data.len() as u64) as usize;
                 let x = 1 + self.rng.below(255) as u8;
@@ -373,6 +406,7 @@ impl Lane {
             }
             if self.queue.len() >= MAX_QUEUE {
                 self.stats.queue_drops += 1;
+                self.recycle(data);
                 continue;
             }
             if imp.rate_bps.is_some() {
@@ -384,7 +418,50 @@ impl Lane {
             self.seq += 1;
             self.queue.push(Reverse((release, self.seq, data)));
         }
-        None
+        false
+    }
+
+    /// An empty buffer for a packet of `len` bytes: a spare of its size
+    /// class, or a new one.
+    fn take_buffer(&mut self, len: usize) -> Vec<u8> {
+        let Some(c) = size_class(len) else {
+            return Vec::with_capacity(len);
+        };
+        match self.spare[c].pop() {
+            Some(v) => {
+                self.spare_bytes -= v.capacity();
+                v
+            }
+            None => Vec::with_capacity(MIN_CLASS_BYTES << c),
+        }
+    }
+
+    /// Keep a delivered packet's buffer for the next held packet.
+    fn recycle(&mut self, mut data: Vec<u8>) {
+        let cap = data.capacity();
+        let Some(c) = size_class(cap).filter(|&c| MIN_CLASS_BYTES << c == cap) else {
+            return;
+        };
+        if self.spare[c].len() < MAX_SPARE_BUFFERS && self.spare_bytes + cap <= MAX_SPARE_BYTES {
+            data.clear();
+            self.spare_bytes += cap;
+            self.spare[c].push(data);
+        }
+    }
+
+    /// Release the spare buffers, and the queue's storage if it is empty.
+    /// Returns the bytes released.
+    fn trim(&mut self) -> usize {
+        let lists: usize = self.spare.iter().map(|l| l.capacity()).sum();
+        let mut bytes = self.spare_bytes + lists * std::mem::size_of::<Vec<u8>>();
+        self.spare = Default::default();
+        self.spare_bytes = 0;
+        if self.queue.is_empty() {
+            bytes +=
+                self.queue.capacity() * std::mem::size_of::<Reverse<(Instant, u64, Vec<u8>)>>();
+            self.queue = BinaryHeap::new();
+        }
+        bytes
     }
 
     /// The next held packet that is due at `now`.
@@ -433,10 +510,18 @@ impl<D: Device> FaultInjector<D> {
         &mut self.inner
     }
 
+    /// Give back memory kept for reuse (the runtime's idle trim): spare
+    /// packet buffers, and empty queues' storage. Returns the bytes released.
+    pub fn trim_memory(&mut self) -> usize {
+        self.inbound.trim() + self.outbound.trim()
+    }
+
     /// Send every outgoing packet that is due.
     fn release_outbound(&mut self, now: Instant) -> io::Result<()> {
         while let Some(p) = self.outbound.pop_due(now) {
-            self.inner.send(now, &p)?;
+            let sent = self.inner.send(now, &p);
+            self.outbound.recycle(p);
+            sent?;
         }
         Ok(())
     }
@@ -460,6 +545,7 @@ impl<D: Device> Device for FaultInjector<D> {
                 // Held (and maybe corrupted) here: the stack verifies it.
                 let n = p.len().min(buf.len());
                 buf[..n].copy_from_slice(&p[..n]);
+                self.inbound.recycle(p);
                 return Ok(Some((n, RxMeta::default())));
             }
             // Nothing due: pull from the device until a packet passes or it is empty.
@@ -467,7 +553,7 @@ impl<D: Device> Device for FaultInjector<D> {
                 return Ok(None);
             };
             // Passed straight through (untouched): what the device knew holds.
-            if self.inbound.offer(now, &buf[..n]).is_some() {
+            if self.inbound.offer(now, &[&buf[..n]]) {
                 return Ok(Some((n, meta)));
             }
         }
@@ -475,8 +561,8 @@ impl<D: Device> Device for FaultInjector<D> {
 
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         self.release_outbound(now)?;
-        if let Some(p) = self.outbound.offer(now, packet) {
-            self.inner.send(now, p)?;
+        if self.outbound.offer(now, &[packet]) {
+            self.inner.send(now, packet)?;
         }
         self.release_outbound(now)
     }
@@ -488,7 +574,11 @@ impl<D: Device> Device for FaultInjector<D> {
             self.outbound.stats.delivered += 1;
             return self.inner.send_parts(now, parts);
         }
-        self.send(now, &parts.concat())
+        self.release_outbound(now)?;
+        if self.outbound.offer(now, parts) {
+            self.inner.send_parts(now, parts)?;
+        }
+        self.release_outbound(now)
     }
 
     fn poll_at(&self) -> Option<Instant> {
@@ -730,6 +820,57 @@ mod tests {
         assert_eq!(&buf[..2], b"in");
         assert_eq!(f.poll_at(), None);
         assert_eq!(f.stats().outbound.delayed, 1);
+    }
+
+    #[test]
+    fn held_packets_reuse_buffers_and_trim_releases_them() {
+        // Packets of changing sizes (and in parts) through a delaying lane:
+        // each arrives exactly as sent though buffers are reused, and the
+        // idle trim gives the spares back.
+        let mut f = FaultInjector::new(Mock::default(), spec("delay=1ms"), 4);
+        let mut want = Vec::new();
+        let mut buf = vec![0u8; 70_000];
+        for i in 0..200u32 {
+            let len = [60_000, 40, 1500, 7][i as usize % 4];
+            let p: Vec<u8> = (0..len).map(|j| (i as usize * 7 + j) as u8).collect();
+            let t = Instant::from_millis(u64::from(i));
+            if i % 2 == 0 {
+                f.send(t, &p).unwrap();
+            } else {
+                let (a, b) = p.split_at(len / 2);
+                f.send_parts(t, &[a, b]).unwrap();
+            }
+            want.push(p);
+            f.recv(t, &mut buf).unwrap();
+        }
+        f.recv(Instant::from_secs(1), &mut buf).unwrap();
+        let got: Vec<Vec<u8>> = f.inner().tx.iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(got, want);
+        let kept: usize = f.outbound.spare.iter().map(Vec::len).sum();
+        assert!(kept >= 2, "delivered buffers are kept ({kept})");
+        assert!(f.outbound.spare_bytes <= MAX_SPARE_BYTES);
+        assert!(f.trim_memory() >= 65536 + 2048);
+        assert!(f.outbound.spare.iter().all(Vec::is_empty));
+        assert_eq!(f.outbound.queue.capacity(), 0);
+        assert_eq!(f.trim_memory(), 0);
+    }
+
+    #[test]
+    fn size_classes_hold_a_packet_in_at_most_twice_its_length() {
+        assert_eq!(size_class(0), Some(0));
+        assert_eq!(size_class(2048), Some(0));
+        assert_eq!(size_class(2049), Some(1));
+        assert_eq!(size_class(65535), Some(5));
+        assert_eq!(size_class(65536), Some(5));
+        assert_eq!(size_class(65537), None);
+        for len in [1, 1500, 2049, 9000, 40_000, 65_535] {
+            let c = size_class(len).unwrap();
+            let cap = MIN_CLASS_BYTES << c;
+            assert!(
+                cap >= len && (cap <= 2 * len || cap == MIN_CLASS_BYTES),
+                "{len} -> {cap}"
+            );
+        }
     }
 
     #[test]

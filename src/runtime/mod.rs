@@ -193,7 +193,7 @@ pub fn stats_line(stack: &Stack, app: &App, fault: &FaultStats) -> String {
     let mut line = format!(
         "ustack-stats: connections={} established={} time_wait={} app_handles={} packets_in={} packets_out={} \
          bytes_in={} bytes_out={} accepted={} closed={} reset={} rsts_received={} rsts_sent={} retransmissions={} \
-         drops={} fault_in_lost={} fault_out_lost={} buffer_memory={}",
+         drops={} fault_in_lost={} fault_out_lost={} buffer_memory={} timer_entries={}",
         conns,
         established,
         time_wait,
@@ -212,7 +212,11 @@ pub fn stats_line(stack: &Stack, app: &App, fault: &FaultStats) -> String {
         fault.inbound.lost,
         fault.outbound.lost,
         stack.buffer_memory(),
+        stack.timer_entries() + app.timer_entries(),
     );
+    if let Some((used, free)) = sys::heap_usage() {
+        line.push_str(&format!(" heap_in_use={used} heap_free={free}"));
+    }
     for (reason, n) in s.drop_table() {
         line.push_str(&format!(" drop_{}={}", reason.label(), n));
     }
@@ -437,7 +441,7 @@ pub fn run(opts: Options) -> Result<(), RuntimeError> {
 
         // Idle for a while: give memory kept for reuse back.
         if idle.due(now, stack.connection_count()) {
-            trim_memory(&mut stack, &mut app);
+            trim_memory(&mut stack, &mut app, &mut dev);
             idle.trimmed(stack.connection_count());
         }
 
@@ -503,9 +507,10 @@ impl IdleTrim {
 }
 
 /// Give memory back to the system: the stack's and the services' tables
-/// shrink, then the allocator returns free pages (`malloc_trim`).
-fn trim_memory(stack: &mut Stack, app: &mut App) {
-    let tables = stack.trim_memory() + app.trim_memory();
+/// shrink, the fault injector drops its spare packet buffers, then the
+/// allocator returns free pages (`malloc_trim`).
+fn trim_memory(stack: &mut Stack, app: &mut App, dev: &mut Link) {
+    let tables = stack.trim_memory() + app.trim_memory() + dev.trim_memory();
     sys::malloc_trim();
     log::debug!("idle: trimmed {tables} bytes of tables, malloc_trim");
 }

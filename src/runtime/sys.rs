@@ -129,3 +129,19 @@ pub fn malloc_trim() {
         libc::malloc_trim(0);
     }
 }
+
+/// The allocator's own count: (bytes in use by the program, bytes free but
+/// kept inside the heap), from glibc's `mallinfo2`. Telling the two apart
+/// tells a leak (in use grows) from fragmentation (free grows, and pages
+/// holding a little live data cannot be returned). `None` elsewhere.
+pub fn heap_usage() -> Option<(usize, usize)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 has no preconditions and returns a plain struct.
+        let m = unsafe { libc::mallinfo2() };
+        // In use: small blocks plus mmapped large blocks.
+        Some((m.uordblks + m.hblkhd, m.fordblks))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}

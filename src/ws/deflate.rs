@@ -290,6 +290,22 @@ fn give_compressor(bits: u8, mut c: Box<Compress>) {
     });
 }
 
+/// Drop the idle zlib states this thread keeps (the runtime's idle trim,
+/// via the web service). Returns the bytes released, estimated with
+/// zlib's own figures: `2^(bits+2) + 2^(memLevel+9)` per compressor
+/// (memLevel 8), `2^15 + 7 KiB` per decompressor.
+pub fn trim_pool() -> usize {
+    POOL.with(|p| {
+        let p = std::mem::take(&mut *p.borrow_mut());
+        let c: usize = p
+            .compress
+            .iter()
+            .map(|(bits, _)| (1usize << (bits + 2)) + (1 << 17))
+            .sum();
+        c + p.decompress.len() * ((1 << 15) + 7 * 1024)
+    })
+}
+
 fn take_decompressor() -> Box<Decompress> {
     POOL.with(|p| p.borrow_mut().decompress.pop())
         .unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, 15)))
@@ -498,6 +514,42 @@ mod tests {
             } else {
                 assert!(sizes[1] < sizes[0], "{sizes:?}");
             }
+        }
+    }
+
+    #[test]
+    fn idle_trim_empties_the_zlib_pool() {
+        // Without context takeover the states go back to the thread's pool
+        // after each message; the idle trim drops them (and a later
+        // message simply makes new ones).
+        let p = DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..Default::default()
+        };
+        let (mut tx, mut rx) = (DeflateCodec::new(p), DeflateCodec::new(p));
+        let msg = b"pooled zlib state ".repeat(50);
+        for round in 0..2 {
+            let z = tx.compress_message(&msg);
+            let mut out = Vec::new();
+            rx.decompress_chunk(&z, &mut out, 1 << 20).unwrap();
+            rx.finish_message(&mut out, 1 << 20).unwrap();
+            assert_eq!(out, msg, "round {round}");
+            assert_eq!(
+                (tx.holds_state(), rx.holds_state()),
+                ((false, false), (false, false))
+            );
+            let pooled = POOL.with(|p| {
+                let p = p.borrow();
+                (p.compress.len(), p.decompress.len())
+            });
+            assert!(pooled.0 >= 1 && pooled.1 >= 1, "{pooled:?}");
+            assert!(trim_pool() >= (1 << 17) + (1 << 15));
+            assert_eq!(
+                POOL.with(|p| p.borrow().compress.len() + p.borrow().decompress.len()),
+                0
+            );
+            assert_eq!(trim_pool(), 0);
         }
     }
 
