@@ -91,6 +91,17 @@ impl<K: Ord + Copy> TimerQueue<K> {
         self.heap.shrink_to_fit();
     }
 
+    /// Shrink the storage if it is at most a quarter full (amortized: it
+    /// takes a fall to a quarter, and growth doubles again); returns the
+    /// bytes released.
+    pub fn shrink_if_sparse(&mut self) -> usize {
+        let before = self.bytes();
+        if self.heap.len() < self.heap.capacity() / 4 {
+            self.heap.shrink_to_fit();
+        }
+        before - self.bytes()
+    }
+
     /// Keep only the entries `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(Instant, &K) -> bool) {
         self.heap.retain(|Reverse((at, k))| keep(*at, k));

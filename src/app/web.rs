@@ -878,17 +878,13 @@ impl Service for Web {
         // Recycled HTTP connections are only kept for the next burst.
         let pooled = self.http_pool.len() * std::mem::size_of::<HttpConnection>();
         self.http_pool = Vec::new();
-        let timers = self.timers.bytes();
-        if self.timers.len() < self.timers.capacity() / 4 {
-            self.timers.shrink_to_fit();
-        }
         pooled
+            + self.timers.shrink_if_sparse()
             + crate::ws::deflate::trim_pool()
             + crate::spare::trim::<crate::ws::WsEvent>()
             + crate::spare::trim::<u8>()
             + super::shrink_map(&mut self.conns)
             + super::shrink_map(&mut self.ids)
-            + (timers - self.timers.bytes())
     }
 }
 

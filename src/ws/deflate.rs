@@ -467,6 +467,15 @@ fn compress_with(c: &mut Compress, data: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// Parameters without context takeover in either direction.
+    fn no_takeover() -> DeflateParams {
+        DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..Default::default()
+        }
+    }
+
     fn offers(s: &str) -> Option<DeflateParams> {
         negotiate([s.as_bytes()])
     }
@@ -522,11 +531,7 @@ mod tests {
         // Without context takeover the states go back to the thread's pool
         // after each message; the idle trim drops them (and a later
         // message simply makes new ones).
-        let p = DeflateParams {
-            server_no_context_takeover: true,
-            client_no_context_takeover: true,
-            ..Default::default()
-        };
+        let p = no_takeover();
         let (mut tx, mut rx) = (DeflateCodec::new(p), DeflateCodec::new(p));
         let msg = b"pooled zlib state ".repeat(50);
         for round in 0..2 {
@@ -625,11 +630,7 @@ mod tests {
 
     #[test]
     fn no_context_takeover_holds_no_state_between_messages() {
-        let p = DeflateParams {
-            server_no_context_takeover: true,
-            client_no_context_takeover: true,
-            ..Default::default()
-        };
+        let p = no_takeover();
         let mut tx = DeflateCodec::new(p);
         let mut rx = DeflateCodec::new(p);
         assert_eq!(tx.holds_state(), (false, false), "nothing before use");
