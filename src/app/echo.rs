@@ -12,6 +12,7 @@
 //! then `close` the handle, since both directions are done. A peer that
 //! half-closes therefore still receives all of its echo before our FIN.
 
+use super::handles::HandleMap;
 use super::Service;
 use crate::iface::Stack;
 use crate::tcp::{ListenerHandle, SocketHandle, TcpError};
@@ -63,7 +64,7 @@ enum Next {
 #[derive(Debug)]
 pub struct Echo {
     port: u16,
-    conns: crate::hash::FastMap<SocketHandle, Conn>,
+    conns: HandleMap<Conn>,
     closing: bool,
 }
 
@@ -187,7 +188,7 @@ impl Service for Echo {
 
     fn shutdown(&mut self, _now: Instant, stack: &mut Stack) {
         self.closing = true;
-        let handles: Vec<_> = self.conns.keys().copied().collect();
+        let handles: Vec<_> = self.conns.keys().collect();
         for h in handles {
             self.visit(stack, h);
         }
@@ -204,6 +205,6 @@ impl Service for Echo {
     }
 
     fn trim_memory(&mut self) -> usize {
-        super::shrink_map(&mut self.conns)
+        self.conns.shrink()
     }
 }

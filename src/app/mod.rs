@@ -20,6 +20,7 @@
 //! [`Stack`]; they never see packets, devices or clocks.
 
 pub mod echo;
+pub mod handles;
 pub mod ladder;
 pub mod stats;
 pub mod web;

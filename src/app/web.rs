@@ -27,6 +27,7 @@
 
 use super::ladder::LadderFeed;
 use super::stats::{stats_json, DeviceStats};
+use super::handles::HandleMap;
 use super::Service;
 use crate::hash::FastMap;
 use crate::http::{self, HttpConnection, ServerConfig, Site, Version};
@@ -175,7 +176,7 @@ impl http::Context for Ctx<'_> {
 pub struct Web {
     cfg: WebConfig,
     http: Arc<ServerConfig>,
-    conns: FastMap<SocketHandle, Conn>,
+    conns: HandleMap<Conn>,
     ids: FastMap<ws::broker::ConnId, SocketHandle>,
     next_id: ws::broker::ConnId,
     broker: Broker,
@@ -207,7 +208,7 @@ impl Web {
         Web {
             cfg,
             http,
-            conns: FastMap::default(),
+            conns: HandleMap::new(),
             ids: FastMap::default(),
             next_id: 1,
             broker: Broker::new(),
@@ -229,27 +230,35 @@ impl Web {
             if !self.conns.contains_key(&h) {
                 return;
             }
-            let mut moved = self.read_and_feed(now, stack, h);
+            let (mut moved, drained) = self.read_and_feed(now, stack, h);
             if !self.conns.contains_key(&h) {
                 return;
             }
-            moved |= self.handle_upgrade(now, stack, h);
+            let upgraded = self.handle_upgrade(now, stack, h);
+            moved |= upgraded;
             moved |= self.handle_ws_events(now, stack, h);
             moved |= self.flush(now, stack, h);
             if self.check_close(now, stack, h) || !moved {
+                break;
+            }
+            // Another round only if input may still wait: TCP's receive
+            // buffer was not drained (the codec refused some of it, to take
+            // it once its output has moved), or a new codec took over.
+            if drained && !upgraded {
                 break;
             }
         }
         self.schedule(h);
     }
 
-    /// Returns true if any input was consumed.
-    fn read_and_feed(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) -> bool {
+    /// Returns (any input consumed, TCP's receive buffer drained: nothing
+    /// left unread and nothing pending).
+    fn read_and_feed(&mut self, now: Instant, stack: &mut Stack, h: SocketHandle) -> (bool, bool) {
         let mut moved = false;
         loop {
             let device = self.device.borrow();
             let Some(conn) = self.conns.get_mut(&h) else {
-                return moved;
+                return (moved, true);
             };
             // Feed what is waiting first.
             if !conn.pending.is_empty() {
@@ -258,11 +267,11 @@ impl Web {
                 moved |= used > 0;
                 conn.pending = pending[used..].to_vec();
                 if !conn.pending.is_empty() {
-                    return moved; // the codec is full: leave the rest in TCP
+                    return (moved, false); // the codec is full: leave the rest in TCP
                 }
             }
             if !accepts_input(conn) {
-                return moved;
+                return (moved, false);
             }
             drop(device);
             match stack.recv(h, &mut self.rbuf) {
@@ -277,7 +286,7 @@ impl Web {
                         }
                         moved = true;
                     }
-                    return moved;
+                    return (moved, true);
                 }
                 Ok(n) => {
                     let device = self.device.borrow();
@@ -288,12 +297,12 @@ impl Web {
                     }
                     moved = true;
                 }
-                Err(TcpError::WouldBlock) => return moved,
+                Err(TcpError::WouldBlock) => return (moved, true),
                 Err(e) => {
                     log::debug!("web {h:?}: connection ended: {e}");
                     drop(self.device.borrow());
                     self.remove(now, stack, h, false);
-                    return true;
+                    return (true, true);
                 }
             }
         }
@@ -842,7 +851,7 @@ impl Service for Web {
 
     fn shutdown(&mut self, now: Instant, stack: &mut Stack) {
         self.shutting_down = true;
-        let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
+        let handles: Vec<SocketHandle> = self.conns.keys().collect();
         for h in handles {
             if let Some(Conn {
                 proto: Proto::Ws(w),
@@ -883,7 +892,7 @@ impl Service for Web {
             + crate::ws::deflate::trim_pool()
             + crate::spare::trim::<crate::ws::WsEvent>()
             + crate::spare::trim::<u8>()
-            + super::shrink_map(&mut self.conns)
+            + self.conns.shrink()
             + super::shrink_map(&mut self.ids)
     }
 }

@@ -63,8 +63,28 @@ pub struct HttpDate {
     len: usize,
 }
 
+thread_local! {
+    /// The last two dates formatted (a response carries at most two: Date,
+    /// which changes once a second, and Last-Modified, which rarely does).
+    static RECENT: std::cell::Cell<[Option<(u64, HttpDate)>; 2]> =
+        const { std::cell::Cell::new([None, None]) };
+}
+
 impl HttpDate {
+    /// `secs` formatted, or copied from one of the last two formatted.
     pub fn new(secs: u64) -> HttpDate {
+        let recent = RECENT.with(|r| r.get());
+        for (s, d) in recent.iter().flatten() {
+            if *s == secs {
+                return *d;
+            }
+        }
+        let d = HttpDate::format(secs);
+        RECENT.with(|r| r.set([Some((secs, d)), recent[0]]));
+        d
+    }
+
+    fn format(secs: u64) -> HttpDate {
         let days = (secs / 86_400) as i64;
         let rem = secs % 86_400;
         let (y, m, d) = civil_from_days(days);

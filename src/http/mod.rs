@@ -302,9 +302,26 @@ enum Timer {
     Send,
 }
 
-const ALLOW_GET: &str = "GET, HEAD, OPTIONS";
-const ALLOW_POST: &str = "POST, OPTIONS";
-const ALLOW_WS: &str = "GET, OPTIONS";
+/// The methods a resource allows: the `Allow` field (RFC 9110 10.2.1) and
+/// the same list to check a request against.
+#[derive(Clone, Copy)]
+struct Allow {
+    field: &'static str,
+    methods: &'static [Method],
+}
+
+const ALLOW_GET: Allow = Allow {
+    field: "GET, HEAD, OPTIONS",
+    methods: &[Method::Get, Method::Head, Method::Options],
+};
+const ALLOW_POST: Allow = Allow {
+    field: "POST, OPTIONS",
+    methods: &[Method::Post, Method::Options],
+};
+const ALLOW_WS: Allow = Allow {
+    field: "GET, OPTIONS",
+    methods: &[Method::Get, Method::Options],
+};
 const ALLOW_SERVER: &str = "GET, HEAD, POST, OPTIONS";
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -936,18 +953,18 @@ impl HttpConnection {
                 now,
                 Status::NO_CONTENT,
                 conn,
-                &[("Allow", allow)],
+                &[("Allow", allow.field)],
                 Body::Empty,
                 date,
             );
             return;
         }
-        if !allow.split(", ").any(|m| m == req.method.as_str()) {
+        if !allow.methods.contains(&req.method) {
             self.queue_error(
                 now,
                 Status::METHOD_NOT_ALLOWED,
                 conn,
-                &[("Allow", allow)],
+                &[("Allow", allow.field)],
                 date,
             );
             return;

@@ -315,18 +315,24 @@ pub fn parse_head_into(
         Some(n) if n > max_line => return Err(HeadError::UriTooLong),
         _ => {}
     }
-    let end = find_head_end(buf, scan_from);
-    if let Some(n) = line_end {
-        let header_bytes = end.unwrap_or(buf.len()) - (skip + n + 1);
-        if header_bytes > limits.max_header_bytes {
-            return Err(HeadError::HeadersTooLarge);
+    // Bytes of header fields in `buf[..head_len]`, checked against the limit.
+    let check_header_bytes = |head_len: usize| match line_end {
+        Some(n) if head_len.saturating_sub(skip + n + 1) > limits.max_header_bytes => {
+            Err(HeadError::HeadersTooLarge)
         }
-    }
-    if end.is_none() {
-        // Not complete yet. httparse is run only on complete heads, so a
-        // head arriving byte by byte is not re-parsed for every byte; the
-        // limits above bound how long we wait.
-        return Ok(HeadInto::Partial);
+        _ => Ok(()),
+    };
+    // The first attempt on a head goes straight to httparse: a head that
+    // arrived whole (the common case) needs no separate search for its
+    // end. Later attempts (more bytes of a partial head) run httparse only
+    // once the blank line is in, so a head arriving byte by byte is not
+    // re-parsed for every byte; the limits bound how long we wait.
+    if scan_from > 0 {
+        let end = find_head_end(buf, scan_from);
+        check_header_bytes(end.unwrap_or(buf.len()))?;
+        if end.is_none() {
+            return Ok(HeadInto::Partial);
+        }
     }
     let mut on_stack =
         [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
@@ -340,8 +346,14 @@ pub fn parse_head_into(
         };
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Partial) => return Ok(HeadInto::Partial),
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            check_header_bytes(buf.len())?;
+            return Ok(HeadInto::Partial);
+        }
+        Ok(httparse::Status::Complete(len)) => {
+            check_header_bytes(len)?;
+            len
+        }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
         Err(httparse::Error::Version) if looks_like_other_version(buf) => {
             return Err(HeadError::VersionNotSupported)
@@ -436,9 +448,14 @@ fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
             None => "/",
         }
     };
-    let rest = rest.split('#').next().unwrap_or("");
-    Some(match rest.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    // (byte scans: targets are short, and a `str` pattern search costs
+    // more to set up than this loop costs to run)
+    let rest = match rest.bytes().position(|b| b == b'#') {
+        Some(i) => &rest[..i],
+        None => rest,
+    };
+    Some(match rest.bytes().position(|b| b == b'?') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
         None => (rest, None),
     })
 }
