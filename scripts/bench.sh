@@ -2,7 +2,7 @@
 # scripts/bench.sh — ustack, smoltcp 0.14 and the Linux kernel side by side.
 #
 #   sudo scripts/bench.sh [--quick] [--rounds N] [--size BYTES] [--duration SECS]
-#                         [--systems "ustack ustack-nooff smoltcp kernel"] [--workloads "down up updis wrk ab ws"]
+#                         [--systems "ustack ustack-nooff smoltcp kernel"] [--workloads "down up updis upcubic upbbr wrk ab ws"]
 #                         [--ustack-args "ARGS"] [--mtu N] [--no-build] [--out FILE]
 #
 # What it does (everything it creates is removed on exit, via trap):
@@ -19,6 +19,12 @@
 #       up    curl POST /sha256 of SIZE zero bytes (one connection, Gbit/s; hash checked)
 #       updis curl POST /discard of SIZE zero bytes (one connection, Gbit/s; count checked):
 #             the upload without the cost of SHA-256 (~0.6 s/GB here, for every server)
+#       upcubic, upbbr  the same upload by examples/upload, which sets the sending
+#             (client) socket's congestion control: CUBIC (Linux's default) or BBR.
+#             curl gets the namespace default, inherited from the host (bbr on
+#             these machines) and not changeable inside a namespace; in an
+#             upload it is the client's kernel TCP that sends, so its congestion
+#             control decides how it paces its data (see docs/benchmarks.md)
 #       wrk   wrk -t1 -c32 -dD GET /bytes/100      (keep-alive requests/s)
 #       ab    ab -c4 -t D GET /bytes/100           (HTTP/1.0, one connection per request: conn/s)
 #       ws    examples/ws_rtt: 5000 sequential 64-byte WebSocket echoes, client and server
@@ -42,7 +48,7 @@ ROUNDS=3
 SIZE=1000000000
 DURATION=5
 SYSTEMS="ustack ustack-nooff smoltcp kernel"
-WORKLOADS="down up updis wrk ab ws"
+WORKLOADS="down up updis upcubic upbbr wrk ab ws"
 USTACK_ARGS=${USTACK_ARGS:-}
 MTU=""
 BUILD=1
@@ -88,13 +94,14 @@ find_cargo() {
 if [ "$BUILD" -eq 1 ]; then
     cargo=$(find_cargo)
     echo "# building (release): ustack, examples smoltcp_server, kernel_server, ws_rtt" >&2
-    $cargo build --release --bin ustack --example smoltcp_server --example kernel_server --example ws_rtt >&2
+    $cargo build --release --bin ustack --example smoltcp_server --example kernel_server --example ws_rtt --example upload >&2
 fi
 USTACK_BIN=$ROOT/target/release/ustack
 SMOLTCP_BIN=$ROOT/target/release/examples/smoltcp_server
 KERNEL_BIN=$ROOT/target/release/examples/kernel_server
 WSRTT_BIN=$ROOT/target/release/examples/ws_rtt
-for b in "$USTACK_BIN" "$SMOLTCP_BIN" "$KERNEL_BIN" "$WSRTT_BIN"; do [ -x "$b" ] || die "missing $b (build first)"; done
+UPLOAD_BIN=$ROOT/target/release/examples/upload
+for b in "$USTACK_BIN" "$SMOLTCP_BIN" "$KERNEL_BIN" "$WSRTT_BIN" "$UPLOAD_BIN"; do [ -x "$b" ] || die "missing $b (build first)"; done
 
 # ---------------------------------------------------------------- plumbing
 ID=$(( $$ % 100000 ))
@@ -249,6 +256,15 @@ run_one() {
             if [ "$count" = "$SIZE" ]; then
                 record "$s updis $(python3 -c "print($sp*8/1e9)") $(python3 -c "print($c1-$c0)") $SIZE"
             else echo "  updis $s: bad answer '${out:0:80}'" >&2; record "$s updis fail 0 0"; fi ;;
+        upcubic|upbbr)
+            local cc=${w#up}
+            out=$(cexec timeout $((XFER_TIMEOUT + 5)) "$UPLOAD_BIN" "http://$a/discard" "$SIZE" --cc "$cc" 2>&1 || true)
+            c1=$(cpu_of "$pid")
+            local sp got cu cs used; read -r sp got cu cs used <<<"$out"
+            if [ "${got:-}" = "$SIZE" ] && [ "${used:-}" = "$cc" ]; then
+                echo "  $w $s: client (examples/upload) CPU $cu s user + $cs s sys; server CPU $(python3 -c "print(round($c1-$c0, 2))") s" >&2
+                record "$s $w $sp $(python3 -c "print($c1-$c0)") $SIZE"
+            else echo "  $w $s: ${out:0:200}" >&2; record "$s $w fail 0 0"; fi ;;
         wrk)
             out=$(cexec timeout $((DURATION + 30)) /usr/bin/time -f 'client-cpu %U %S' wrk -t1 -c32 -d"${DURATION}s" --timeout 5s "http://$a/bytes/100" 2>&1 || true)
             c1=$(cpu_of "$pid")
@@ -318,9 +334,12 @@ names = {
     "wrk": ("keep-alive req/s, wrk -t1 -c32 -d%ss, /bytes/100" % dur, "req/s", "CPU us/req"),
     "ab": ("new connections/s, ab -c4 -t%s (HTTP/1.0, close), /bytes/100" % dur, "conn/s", "CPU us/req"),
     "updis": ("1 connection upload, POST /discard (%s B)" % size, "Gbit/s", "CPU s/GB"),
+    "upcubic": ("1 connection upload, POST /discard (%s B), client TCP CUBIC (examples/upload)" % size, "Gbit/s", "CPU s/GB"),
+    "upbbr": ("1 connection upload, POST /discard (%s B), client TCP BBR (examples/upload)" % size, "Gbit/s", "CPU s/GB"),
     "ws": ("WebSocket echo RTT p50, 64 B, 5000 messages, pinned to one core (ratio: other RTT / ustack RTT, >1 = ustack faster)", "us", "CPU us/msg"),
     "ws99": ("WebSocket echo RTT p99, same run", "us", "CPU us/msg"),
 }
+BULK = ("down", "up", "updis", "upcubic", "upbbr")
 if "ws" in workloads:
     workloads.insert(workloads.index("ws") + 1, "ws99")
 def med(s, w):
@@ -330,14 +349,14 @@ def med(s, w):
         return None, None, len(runs), 0
     v = statistics.median(r[0] for r in ok)
     tot_cpu = sum(r[1] for r in ok); tot_units = sum(r[2] for r in ok)
-    if w in ("down", "up", "updis"):
+    if w in BULK:
         c = tot_cpu / (tot_units / 1e9) if tot_units else None
     else:
         c = tot_cpu / tot_units * 1e6 if tot_units else None
     return v, c, len(runs), len(ok)
 def fmt(x, w):
     if x is None: return "fail"
-    return "%.2f" % x if w in ("down", "up", "updis") else "%.1f" % x if w in ("ws", "ws99") else "%.0f" % x
+    return "%.2f" % x if w in BULK else "%.1f" % x if w in ("ws", "ws99") else "%.0f" % x
 print("ustack `serve %s` (ustack-nooff: plus `--no-offload`) vs smoltcp 0.14 (examples/smoltcp_server.rs) vs Linux kernel over veth (examples/kernel_server.rs); "
       "TUN MTU %s; client (curl, wrk, ab) kernel congestion control %s; medians of %s alternating rounds; run took %s s." % (uargs or "(default)", mtu, ccc, rounds, elapsed))
 print()
@@ -364,7 +383,7 @@ for w in workloads:
         if w == "ws99":
             row.append("-")
             continue
-        row.append(("%.2f" % c if w in ("down", "up", "updis") else "%.1f" % c) + " " + cunit.split()[1] if c is not None else "-")
+        row.append(("%.2f" % c if w in BULK else "%.1f" % c) + " " + cunit.split()[1] if c is not None else "-")
     print("| " + " | ".join(row) + " |")
 print()
 print("CPU = utime+stime of the server process (all threads) over the runs, per GB moved or per request; "
