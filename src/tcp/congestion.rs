@@ -104,6 +104,9 @@ pub trait CongestionControl: core::fmt::Debug + Send {
     }
     /// Name for stats and logs.
     fn name(&self) -> &'static str;
+    /// Start over as new for this MSS (the MSS is known once the
+    /// handshake has negotiated it; the allocation is kept).
+    fn restart(&mut self, mss: u32);
 }
 
 /// Initial window per RFC 6928: min(10*MSS, max(2*MSS, 14600)).
@@ -277,6 +280,9 @@ impl NewReno {
 }
 
 impl CongestionControl for NewReno {
+    fn restart(&mut self, mss: u32) {
+        *self = NewReno::new(mss);
+    }
     fn cwnd(&self) -> u32 {
         self.cwnd
     }
@@ -464,6 +470,9 @@ struct CubicPrior {
 }
 
 impl CongestionControl for Cubic {
+    fn restart(&mut self, mss: u32) {
+        *self = Cubic::new(mss);
+    }
     fn cwnd(&self) -> u32 {
         self.cwnd.min(u32::MAX as f64) as u32
     }

@@ -485,7 +485,7 @@ impl Tcb {
         }
         self.ts_enabled = self.cfg.timestamps && seg.timestamp.is_some();
         self.sack_enabled = self.cfg.sack && seg.sack_permitted;
-        self.cc = new_cc(self.cfg.congestion, self.smss());
+        self.cc.restart(self.smss());
     }
 
     // ---------------------------------------------------------------- state
