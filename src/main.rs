@@ -185,10 +185,10 @@ const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
 /// glibc keeps up to 7 freed blocks of every small size (up to 1 KiB) per
 /// thread, for quick reuse. `malloc_trim`, which the runtime calls when it
 /// is idle, never empties that cache, and after a burst of load its blocks
-/// lie all over the heap: each keeps its page resident (a 30-minute soak
-/// ended ~0.7 MB above its baseline, most of it such pages; with the cache
-/// off, heap pages after idle ~ the live data). ustack gains nothing from the cache:
-/// its data path does not allocate (`cargo bench --bench alloc`).
+/// lie all over the heap, each keeping its page resident: 30 minutes of
+/// `scripts/soak.sh` left the heap 676 kB larger after idle with the cache,
+/// 88 kB without (docs/reliability.md, "Soak"). ustack gains nothing from
+/// the cache: its data path does not allocate (`cargo bench --bench alloc`).
 ///
 /// glibc takes the setting only from the environment at start-up
 /// (`GLIBC_TUNABLES`, see "Memory Allocation Tunables" in its manual), so
@@ -220,6 +220,7 @@ fn restart_without_malloc_cache() {
 
 /// `GLIBC_TUNABLES` with the tcache switched off, or None when the variable
 /// already says something about it (or is not text).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 fn tunables_without_tcache(current: Option<&std::ffi::OsStr>) -> Option<String> {
     let current = match current {
         None => "",
