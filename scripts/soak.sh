@@ -85,6 +85,10 @@ wait_idle() {
 }
 
 echo "soak: ustack pid $PID on $ADDR, impair $IMPAIR, $MINUTES min; logs in $DIR"
+# ustack serve switches glibc's per-thread malloc cache off (src/main.rs);
+# show the setting it runs with (glibc splits GLIBC_TUNABLES with NULs in
+# place, hence the search through the whole environment).
+echo "soak: ustack's malloc cache: $(tr '\0' ':' <"/proc/$PID/environ" | grep -o 'glibc\.malloc\.tcache_count=[0-9]*' || echo "glibc's default")"
 # Warm-up: every kind of traffic once, then idle, then the baseline RSS.
 ip netns exec "$NS" python3 "$ROOT/tools/soak_load.py" --addr "$ADDR" --seconds 10 --seed "$SEED" >"$DIR/warmup.json"
 LINE0=$(wait_idle 120) || true

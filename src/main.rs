@@ -177,12 +177,77 @@ fn serve(a: ServeArgs) -> Result<(), RuntimeError> {
     runtime::run(opts)
 }
 
+/// The glibc tunable that sizes malloc's per-thread cache of freed blocks.
+const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
+
+/// Switch off glibc malloc's per-thread cache ("tcache") for `serve`.
+///
+/// glibc keeps up to 7 freed blocks of every small size (up to 1 KiB) per
+/// thread, for quick reuse. `malloc_trim`, which the runtime calls when it
+/// is idle, never empties that cache, and after a burst of load its blocks
+/// lie all over the heap, each keeping its page resident: 30 minutes of
+/// `scripts/soak.sh` left the heap 676 kB larger after idle with the cache,
+/// 88 kB without (docs/reliability.md, "Soak"). ustack gains nothing from
+/// the cache: its data path does not allocate (`cargo bench --bench alloc`).
+///
+/// glibc takes the setting only from the environment at start-up
+/// (`GLIBC_TUNABLES`, see "Memory Allocation Tunables" in its manual), so
+/// `serve` adds it and executes itself once more, same arguments. Whoever
+/// sets `glibc.malloc.tcache_count` themselves gets their value and no
+/// restart. Other C libraries have no tcache: nothing to do.
+fn restart_without_malloc_cache() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        let current = std::env::var_os("GLIBC_TUNABLES");
+        let Some(tunables) = tunables_without_tcache(current.as_deref()) else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let argv0 = args.next().unwrap_or_else(|| "ustack".into());
+        // /proc/self/exe: this very binary, even if its file was replaced.
+        let err = std::process::Command::new("/proc/self/exe")
+            .arg0(argv0)
+            .args(args)
+            .env("GLIBC_TUNABLES", tunables)
+            .exec();
+        log::warn!(
+            "could not restart with {TCACHE_TUNABLE}=0 ({err}); running with malloc's \
+             per-thread cache, the idle trim returns less memory"
+        );
+    }
+}
+
+/// `GLIBC_TUNABLES` with the tcache switched off, or None when the variable
+/// already says something about it (or is not text).
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn tunables_without_tcache(current: Option<&std::ffi::OsStr>) -> Option<String> {
+    let current = match current {
+        None => "",
+        Some(v) => v.to_str()?,
+    };
+    if current
+        .split(':')
+        .any(|t| t.split('=').next() == Some(TCACHE_TUNABLE))
+    {
+        return None;
+    }
+    Some(if current.is_empty() {
+        format!("{TCACHE_TUNABLE}=0")
+    } else {
+        format!("{current}:{TCACHE_TUNABLE}=0")
+    })
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("ustack=info"))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(a) => serve(a),
+        Command::Serve(a) => {
+            restart_without_malloc_cache();
+            serve(a)
+        }
         Command::Ladder(a) => {
             return match ustack::ladder::run(&a) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -199,5 +264,33 @@ fn main() -> ExitCode {
             eprintln!("ustack: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn tcache_tunable_is_added_once_and_an_explicit_one_is_kept() {
+        let t = |v: Option<&str>| tunables_without_tcache(v.map(OsStr::new));
+        assert_eq!(t(None).as_deref(), Some("glibc.malloc.tcache_count=0"));
+        assert_eq!(t(Some("")).as_deref(), Some("glibc.malloc.tcache_count=0"));
+        assert_eq!(
+            t(Some("glibc.malloc.arena_max=1")).as_deref(),
+            Some("glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0")
+        );
+        // After the restart (no loop), and a user's own choice.
+        assert_eq!(t(Some("glibc.malloc.tcache_count=0")), None);
+        assert_eq!(
+            t(Some("glibc.malloc.arena_max=1:glibc.malloc.tcache_count=7")),
+            None
+        );
+        // A longer name that merely starts the same is another tunable.
+        assert_eq!(
+            t(Some("glibc.malloc.tcache_count_x=1")).as_deref(),
+            Some("glibc.malloc.tcache_count_x=1:glibc.malloc.tcache_count=0")
+        );
     }
 }

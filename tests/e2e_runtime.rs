@@ -81,6 +81,43 @@ fn idle_does_not_spin() {
     );
 }
 
+/// `ustack serve` runs with glibc's per-thread malloc cache off: it
+/// restarts itself once with `GLIBC_TUNABLES` (src/main.rs), keeping its
+/// pid and arguments. The cache would keep heap pages resident after load
+/// (docs/reliability.md, "Soak").
+#[test]
+fn serve_runs_with_the_malloc_cache_off() {
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.tcache_count")) {
+        eprintln!("SKIPPED: GLIBC_TUNABLES sets glibc.malloc.tcache_count here (ustack keeps it)");
+        return;
+    }
+    let Some(env) = e2e_env() else { return };
+    let read = |what: &str| -> Vec<String> {
+        std::fs::read(format!("/proc/{}/{what}", env.pid()))
+            .unwrap()
+            .split(|&b| b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    };
+    // glibc parses GLIBC_TUNABLES in place, ending each `name=value` with a
+    // NUL: "a:b" then reads as "GLIBC_TUNABLES=a" and "b" in
+    // /proc/PID/environ. So look for the setting among all the entries.
+    let environ = read("environ");
+    assert!(
+        environ.iter().any(|v| v
+            .trim_start_matches("GLIBC_TUNABLES=")
+            .split(':')
+            .any(|t| t == "glibc.malloc.tcache_count=0")),
+        "no glibc.malloc.tcache_count=0 in ustack's environment (GLIBC_TUNABLES: {:?})",
+        environ.iter().find(|v| v.starts_with("GLIBC_TUNABLES="))
+    );
+    let cmdline = read("cmdline");
+    assert!(
+        cmdline.iter().any(|a| a == "serve") && cmdline.iter().any(|a| *a == env.tun),
+        "{cmdline:?}"
+    );
+}
+
 // ---------------------------------------------------------------- needs the protocol core
 
 #[test]
