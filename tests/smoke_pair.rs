@@ -159,3 +159,52 @@ fn time_wait_is_bounded_and_does_not_block_new_connections() {
         0
     );
 }
+
+/// After a burst of short connections their TIME-WAITs all come due together
+/// 2*MSL later; one `handle_timeout` ends at most `TIME_WAIT_EXPIRY_BATCH`
+/// of them (so a packet never waits behind all of them), the rest stay due
+/// (`poll_at` is not in the future), and further calls end them all.
+#[test]
+fn time_wait_expiry_is_spread_over_calls() {
+    use ustack::iface::TIME_WAIT_EXPIRY_BATCH;
+    let mut p = Pair::new();
+    let l = p.b.listen(80, 256).unwrap();
+    let mut rbuf = [0u8; 64];
+    let n = 3 * TIME_WAIT_EXPIRY_BATCH + 5;
+    for i in 0..n {
+        let c =
+            p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
+                .unwrap();
+        p.step();
+        let s =
+            p.b.accept(l)
+                .unwrap_or_else(|| panic!("connection {i} accepted"));
+        // The server closes first: its side goes to TIME-WAIT.
+        p.b.close(s);
+        p.step();
+        assert_eq!(p.a.recv(c, &mut rbuf), Ok(0));
+        p.a.close(c);
+        p.step();
+    }
+    assert_eq!(p.b.time_wait_count(), n);
+    // Past 2*MSL (all entered TIME-WAIT at the same instant).
+    let two_msl = 2 * ustack::tcp::TcpConfig::default().msl;
+    p.now += two_msl + Duration::from_millis(1);
+    let mut calls = 0;
+    while p.b.time_wait_count() > 0 {
+        let before = p.b.time_wait_count();
+        assert!(
+            p.b.poll_at().is_some_and(|t| t <= p.now),
+            "TIME-WAITs left ({before}) but not due"
+        );
+        p.b.handle_timeout(p.now);
+        let ended = before - p.b.time_wait_count();
+        assert!(
+            ended >= 1 && ended <= TIME_WAIT_EXPIRY_BATCH,
+            "one call ended {ended} of {before}"
+        );
+        calls += 1;
+    }
+    assert_eq!(calls, n.div_ceil(TIME_WAIT_EXPIRY_BATCH));
+    assert_eq!(p.b.connection_count(), 0);
+}

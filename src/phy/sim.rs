@@ -359,7 +359,9 @@ impl<A: Endpoint, B: Endpoint> World<A, B> {
                 return true;
             }
             let Some(next) = self.next_event() else {
-                return false;
+                // Nothing left to happen: one last look (a timer may have
+                // changed a socket without moving a packet).
+                return app(self);
             };
             // Never stand still: a deadline at or before now is served at
             // the next microsecond.
