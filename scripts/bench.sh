@@ -2,7 +2,7 @@
 # scripts/bench.sh — ustack, smoltcp 0.14 and the Linux kernel side by side.
 #
 #   sudo scripts/bench.sh [--quick] [--rounds N] [--size BYTES] [--duration SECS]
-#                         [--systems "ustack ustack-nooff smoltcp kernel"] [--workloads "down up updis upcubic upbbr wrk ab ws"]
+#                         [--systems "ustack ustack-nooff smoltcp kernel"] [--workloads "down up updis upcubic upbbr ws wrk ab"]
 #                         [--ustack-args "ARGS"] [--mtu N] [--no-build] [--out FILE]
 #
 # What it does (everything it creates is removed on exit, via trap):
@@ -29,7 +29,10 @@
 #       ab    ab -c4 -t D GET /bytes/100           (HTTP/1.0, one connection per request: conn/s)
 #       ws    examples/ws_rtt: 5000 sequential 64-byte WebSocket echoes, client and server
 #             pinned to one core (taskset -c 1) for the run: p50 and p99 RTT, us;
-#             ustack /ws/echo on port 80, the comparison servers on port 81 (tungstenite)
+#             ustack /ws/echo on port 80, the comparison servers on port 81 (tungstenite).
+#             By default it runs before ab: ab leaves ~200,000 connections in
+#             TIME-WAIT per server, and ending them 60 s later is work on the
+#             pinned core (see docs/benchmarks.md, "WebSocket p99")
 #   * reports medians, ratios ustack/smoltcp and ustack/kernel, and the
 #     server process's CPU time (utime+stime from /proc/PID/stat) per GB
 #     moved or per request, as a Markdown table (stdout and --out FILE).
@@ -48,7 +51,7 @@ ROUNDS=3
 SIZE=1000000000
 DURATION=5
 SYSTEMS="ustack ustack-nooff smoltcp kernel"
-WORKLOADS="down up updis upcubic upbbr wrk ab ws"
+WORKLOADS="down up updis upcubic upbbr ws wrk ab"
 USTACK_ARGS=${USTACK_ARGS:-}
 MTU=""
 BUILD=1
