@@ -126,14 +126,17 @@ fn main() {
             }
             h.finalize().iter().map(|b| format!("{b:02x}")).collect()
         }
-        _ => die(format!("path {path}: only /discard and /sha256 have a known answer")),
+        _ => die(format!(
+            "path {path}: only /discard and /sha256 have a known answer"
+        )),
     };
     let addr = if hostport.contains(':') {
         hostport.to_string()
     } else {
         format!("{hostport}:80")
     };
-    let mut stream = TcpStream::connect(&addr).unwrap_or_else(|e| die(format!("connect {addr}: {e}")));
+    let mut stream =
+        TcpStream::connect(&addr).unwrap_or_else(|e| die(format!("connect {addr}: {e}")));
     if cc != "default" {
         set_congestion(&stream, &cc);
     }

@@ -22,7 +22,10 @@ pub struct HandleMap<V> {
 impl<V: std::fmt::Debug> std::fmt::Debug for HandleMap<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
-            .entries(self.keys().zip(self.entries.iter().flatten().map(|(_, v)| v)))
+            .entries(
+                self.keys()
+                    .zip(self.entries.iter().flatten().map(|(_, v)| v)),
+            )
             .finish()
     }
 }

@@ -25,9 +25,9 @@
 //! ("lingering close"), so a final response is never destroyed by a RST
 //! caused by unread request bytes.
 
+use super::handles::HandleMap;
 use super::ladder::LadderFeed;
 use super::stats::{stats_json, DeviceStats};
-use super::handles::HandleMap;
 use super::Service;
 use crate::hash::FastMap;
 use crate::http::{self, HttpConnection, ServerConfig, Site, Version};

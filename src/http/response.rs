@@ -246,7 +246,9 @@ mod tests {
         assert!(!has_cr_or_lf(b""));
         assert!(!has_cr_or_lf(b"text/plain; charset=utf-8 and more than 16"));
         // Bytes next to CR and LF (0x0c, 0x0e, 0x09, 0x0b, 0x8d, 0x8a) are not.
-        assert!(!has_cr_or_lf(&[0x0c, 0x0e, 0x09, 0x0b, 0x8d, 0x8a, 0x1d, 0x1a, 0xff, 0]));
+        assert!(!has_cr_or_lf(&[
+            0x0c, 0x0e, 0x09, 0x0b, 0x8d, 0x8a, 0x1d, 0x1a, 0xff, 0
+        ]));
         for len in 1..40 {
             for pos in 0..len {
                 for bad in [b'\r', b'\n'] {
