@@ -768,7 +768,7 @@ fn timestamp_sample_after_an_rto_ends_the_back_off() {
 }
 
 #[test]
-fn a_duplicate_ending_at_rcv_nxt_refreshes_ts_recent() {
+fn duplicates_after_a_lost_ack_echo_their_own_tsval() {
     // The peer's ACK of our ACK was not the issue here: our ACK of its
     // segment was lost, it retransmitted, and the duplicate ACK must echo
     // the retransmission's TSval (as Linux does), or the peer measures
@@ -777,16 +777,38 @@ fn a_duplicate_ending_at_rcv_nxt_refreshes_ts_recent() {
     s.inject(0, seg("S").seq(0).mss(1460).ts(1000, 0));
     s.expect(exp("S."));
     s.inject(1, seg(".").seq(1).ack(1).ts(1001, 0));
-    s.stack.accept(s.listener.unwrap()).unwrap();
+    let h = s.stack.accept(s.listener.unwrap()).unwrap();
     s.inject(2, seg(".").seq(1).ack(1).ts(1002, 0).len(10));
     s.expect(exp(".").ack(11).ts_ecr(1002));
     s.inject(300, seg(".").seq(1).ack(1).ts(1300, 0).len(10));
     s.expect_at(300, exp(".").ack(11).ts_ecr(1300));
-    // An older duplicate (not ending at RCV.NXT) does not move TS.Recent.
+    // An older duplicate (not ending at RCV.NXT): its ACK echoes its own
+    // TSval (the peer's RTT sample from it is its real RTT, not the time
+    // since its previous copy), but TS.Recent does not move.
     s.inject(400, seg(".").seq(11).ack(1).ts(1400, 0).len(10));
     s.expect(exp(".").ack(21).ts_ecr(1400));
     s.inject(500, seg(".").seq(1).ack(1).ts(1500, 0).len(10));
-    s.expect_at(500, exp(".").ack(21).ts_ecr(1400));
+    s.expect_at(500, exp(".").ack(21).ts_ecr(1500));
+    // Once only: the next ACK echoes TS.Recent again.
+    s.stack.send(h, b"x").unwrap();
+    s.run_to(500);
+    s.expect_at(500, exp("P.").seq(1).len(1).ts_ecr(1400));
+    // TS.Recent is still 1400: an in-order segment stamped 1450 (older
+    // than the duplicate's 1500) passes PAWS and is taken.
+    s.inject(600, seg(".").seq(21).ack(2).ts(1450, 0).len(10));
+    s.expect(exp(".").ack(31).ts_ecr(1450));
+    assert_eq!(s.stack.recv_queued(h), 30);
+    // A "duplicate" from far below the receive window (not a copy of
+    // anything recent) is answered with TS.Recent.
+    s.inject(
+        700,
+        seg(".")
+            .seq(31u32.wrapping_sub(1 << 30))
+            .ack(2)
+            .ts(1700, 0)
+            .len(10),
+    );
+    s.expect_at(700, exp(".").ack(31).ts_ecr(1450));
 }
 
 #[test]

@@ -199,6 +199,11 @@ pub struct Tcb {
     ts_enabled: bool,
     ts_recent: u32,
     ts_offset: u32,
+    /// TSval of a duplicate data segment (entirely below RCV.NXT) that
+    /// arrived since the last ACK, if newer than TS.Recent: that ACK
+    /// echoes it instead (`dup_echo`). Every segment sent resets it to
+    /// TS.Recent (no separate flag: the TCB size is pinned).
+    ts_echo_dup: u32,
     last_ack_sent: u32,
     sack_enabled: bool,
     pub(crate) nagle: bool,
@@ -266,7 +271,7 @@ pub struct Tcb {
     probes_unanswered: u32,
     /// Send a keepalive probe now.
     keepalive_now: bool,
-    persist_backoff: u32,
+    persist_backoff: u8,
     /// The SWS override timeout expired: send a short segment now.
     sws_override: bool,
     keepalive_probes_sent: u32,
@@ -359,6 +364,7 @@ impl Tcb {
             sack_acks: None,
             ts_enabled: false,
             ts_recent: 0,
+            ts_echo_dup: 0,
             ts_offset: Tcb::ts_offset_for_iss(iss),
             last_ack_sent: 0,
             sack_enabled: false,
@@ -447,6 +453,7 @@ impl Tcb {
         t.rcv_adv = t.rcv_nxt.wrapping_add(t.recv_window_raw());
         if let Some((tsval, _)) = seg.timestamp {
             t.ts_recent = tsval;
+            t.ts_echo_dup = tsval;
         }
         t.set_state(State::SynReceived);
         t
@@ -1176,6 +1183,7 @@ impl Tcb {
         self.negotiate_options(seg, link_mss);
         if let Some((tsval, _)) = seg.timestamp {
             self.ts_recent = tsval;
+            self.ts_echo_dup = tsval;
         }
         if ack_ok {
             self.snd_una = seg.ack;
@@ -1279,11 +1287,16 @@ impl Tcb {
                 let end = seg.seq.wrapping_add(seg.payload.len() as u32);
                 if self.ts_enabled
                     && !seg.payload.is_empty()
-                    && end == self.rcv_nxt
                     && self.last_ack_sent == self.rcv_nxt
                     && seq_ge(tsval, self.ts_recent)
                 {
-                    self.ts_recent = tsval;
+                    if end == self.rcv_nxt {
+                        self.ts_recent = tsval;
+                    } else if seq_lt(end, self.rcv_nxt)
+                        && self.rcv_nxt.wrapping_sub(seg.seq) as usize <= self.cfg.recv_buffer
+                    {
+                        self.dup_echo(tsval);
+                    }
                 }
             }
             if !seg.has(RST) {
@@ -2410,11 +2423,38 @@ impl Tcb {
         out
     }
 
-    fn timestamp_option(&self, now: Instant) -> Option<(u32, u32)> {
+    /// A copy of data we have already acknowledged arrived (entirely below
+    /// RCV.NXT, from within the last receive window): our ACK for it was
+    /// probably lost and the peer's retransmission timer sent it again.
+    /// The ACK that answers it echoes this copy's TSval once, without
+    /// touching TS.Recent (so PAWS state cannot be moved by an old-sequence
+    /// segment). RFC 7323 4.3 would echo TS.Recent, the TSval of the
+    /// segment that last advanced RCV.NXT, which may be the peer's
+    /// *previous* copy of the same data: the peer then measures an "RTT"
+    /// that spans its whole backed-off retransmission timeout (41 s seen
+    /// under 25 % loss both ways, with a Linux sender, which takes
+    /// timestamp samples from ACKs of retransmitted data), its RTO grows
+    /// to minutes and the transfer all but stops. RFC 1323 3.4 case 3 gives
+    /// the same reason for echoing the segment that fills a hole. (An ACK
+    /// that also covers newer in-order data echoes TS.Recent when that is
+    /// newer.)
+    fn dup_echo(&mut self, tsval: u32) {
+        // (The caller checked tsval >= TS.Recent.)
+        if !seq_gt(self.ts_echo_dup, self.ts_recent) || seq_gt(tsval, self.ts_echo_dup) {
+            self.ts_echo_dup = tsval;
+        }
+    }
+
+    fn timestamp_option(&mut self, now: Instant) -> Option<(u32, u32)> {
         if self.ts_enabled {
+            let mut ecr = self.ts_recent;
+            if seq_gt(self.ts_echo_dup, ecr) {
+                ecr = self.ts_echo_dup;
+            }
+            self.ts_echo_dup = self.ts_recent;
             Some((
                 (now.total_millis() as u32).wrapping_add(self.ts_offset),
-                self.ts_recent,
+                ecr,
             ))
         } else {
             None
@@ -2791,7 +2831,8 @@ mod size_tests {
     /// What one connection costs inline in the stack's slab, x86_64: the
     /// TCB is 840 bytes (the slot adds 40; 752 before HyStart++, PRR and
     /// the loss-episode bookkeeping for undo, +80; +8 for the TSval of the
-    /// latest retransmission, which keeps stale echoes out of the RTT). Issue 6 budgets 4096 bytes for
+    /// latest retransmission, which keeps stale echoes out of the RTT; +4 for
+    /// the TSval a duplicate's ACK echoes, paid for by a u8 persist back-off). Issue 6 budgets 4096 bytes for
     /// everything an idle WebSocket connection costs (slot, congestion
     /// control box, maps, timer heaps, the web service's state: about
     /// 1.6 KiB measured in total, docs/benchmarks.md), so the TCB may not
