@@ -201,9 +201,10 @@ fn lossy_link_three_seeds_download_and_upload() {
 /// outlast the back-off (`HttpLimits::body_timeout`, 240 s). The kernel
 /// sends with the namespace's default congestion control (BBR on these
 /// machines; with Reno its RTO reached 117 s: docs/reliability.md).
-/// Session 2's stalls (408 after 1-2 MB, three runs on a loaded machine)
-/// were not reproduced in session 3 (13 runs, also at the commit before
-/// session 3's changes); their cause is not known.
+/// The 408s seen in sessions 2 and 5 came from ustack's ACK of a
+/// duplicate echoing an older copy's timestamp, which made the kernel
+/// measure its whole backed-off RTO as an RTT (fixed in session 6:
+/// "Fixed: a stalled upload under 25 % loss" in docs/reliability.md).
 #[test]
 fn quarter_loss_both_ways_upload_is_correct() {
     // Per-packet loss: with offload, --impair would lose whole 64 KB
