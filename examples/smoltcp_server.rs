@@ -27,7 +27,7 @@
 #[path = "bench_common/http.rs"]
 mod http;
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{wait as phy_wait, Medium, TunTapInterface};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
@@ -351,8 +351,21 @@ fn main() {
                 *slot = Slot::Closing;
             }
         }
-        // Send what the application just queued before sleeping.
-        iface.poll(Instant::now(), &mut device, &mut sockets);
+        // Send what the application just queued before sleeping: egress
+        // only. (`poll` would also take in packets that arrived meanwhile,
+        // and the application would not see them before the next packet
+        // woke it: with the last segment of an upload that was a stall until
+        // some timer fired, ~60 s, seen in bench.sh's smoltcp uploads
+        // before session 6.)
+        let mut changed = false;
+        while iface.poll_egress(Instant::now(), &mut device, &mut sockets)
+            == PollResult::SocketStateChanged
+        {
+            changed = true;
+        }
+        if changed {
+            continue;
+        }
         let delay = iface.poll_delay(Instant::now(), &sockets);
         if let Err(e) = phy_wait(fd, delay) {
             if e.kind() != std::io::ErrorKind::Interrupted {
