@@ -2408,7 +2408,9 @@ impl Tcb {
                 n += 1;
             }
         }
-        let max = if self.ts_enabled { 3 } else { 3 };
+        // Three blocks: what fits beside the timestamp option. Without
+        // timestamps four would fit (RFC 2018 3), but the wire type holds three.
+        let max = 3;
         for &(s, e) in self.assembler.ranges().iter().rev() {
             if n >= max {
                 break;
