@@ -51,6 +51,26 @@ impl Pair {
         self.a.handle_timeout(self.now);
         self.b.handle_timeout(self.now);
     }
+    /// One short connection from `a` to `b`'s listener `l` (connection
+    /// number `i`), closed by the server first, so `b`'s side ends in
+    /// TIME-WAIT.
+    fn server_closed_connection(&mut self, l: ustack::tcp::ListenerHandle, i: usize) {
+        let c = self
+            .a
+            .connect(self.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
+            .unwrap();
+        self.step();
+        let s = self
+            .b
+            .accept(l)
+            .unwrap_or_else(|| panic!("connection {i} accepted"));
+        self.b.close(s);
+        self.step();
+        let mut rbuf = [0u8; 64];
+        assert_eq!(self.a.recv(c, &mut rbuf), Ok(0));
+        self.a.close(c);
+        self.step();
+    }
 }
 
 #[test]
@@ -129,21 +149,8 @@ fn time_wait_is_bounded_and_does_not_block_new_connections() {
     cfg.max_connections = 4;
     p.b = Stack::new(cfg, 2);
     let l = p.b.listen(80, 16).unwrap();
-    let mut rbuf = [0u8; 64];
     for i in 0..10 {
-        let c =
-            p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
-                .unwrap();
-        p.step();
-        let s =
-            p.b.accept(l)
-                .unwrap_or_else(|| panic!("connection {i} accepted"));
-        // The server closes first, so the server side goes to TIME-WAIT.
-        p.b.close(s);
-        p.step();
-        assert_eq!(p.a.recv(c, &mut rbuf), Ok(0));
-        p.a.close(c);
-        p.step();
+        p.server_closed_connection(l, i);
         assert!(
             p.b.time_wait_count() <= 3,
             "time-wait {}",
@@ -169,22 +176,9 @@ fn time_wait_expiry_is_spread_over_calls() {
     use ustack::iface::TIME_WAIT_EXPIRY_BATCH;
     let mut p = Pair::new();
     let l = p.b.listen(80, 256).unwrap();
-    let mut rbuf = [0u8; 64];
     let n = 3 * TIME_WAIT_EXPIRY_BATCH + 5;
     for i in 0..n {
-        let c =
-            p.a.connect(p.now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
-                .unwrap();
-        p.step();
-        let s =
-            p.b.accept(l)
-                .unwrap_or_else(|| panic!("connection {i} accepted"));
-        // The server closes first: its side goes to TIME-WAIT.
-        p.b.close(s);
-        p.step();
-        assert_eq!(p.a.recv(c, &mut rbuf), Ok(0));
-        p.a.close(c);
-        p.step();
+        p.server_closed_connection(l, i);
     }
     assert_eq!(p.b.time_wait_count(), n);
     // Past 2*MSL (all entered TIME-WAIT at the same instant).

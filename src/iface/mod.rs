@@ -286,11 +286,11 @@ pub struct Stack {
 
 const EPHEMERAL_FIRST: u16 = 49152;
 
-/// The wire form of a segment a connection dispatched.
 /// TIME-WAIT connections ended per [`Stack::handle_timeout`] call at most
 /// (~0.7 µs each; see there).
 pub const TIME_WAIT_EXPIRY_BATCH: usize = 16;
 
+/// The wire form of a segment a connection dispatched.
 fn segment_repr<'a>(tcb: &Tcb, seg: &SegmentOut, payload: &'a [u8]) -> TcpRepr<'a> {
     TcpRepr {
         src_port: tcb.local.port(),
