@@ -2,15 +2,16 @@
 # scripts/bench.sh — ustack, smoltcp 0.14 and the Linux kernel side by side.
 #
 #   sudo scripts/bench.sh [--quick] [--rounds N] [--size BYTES] [--duration SECS]
-#                         [--systems "ustack ustack-nooff smoltcp kernel"] [--workloads "down up updis upcubic upbbr ws wrk ab"]
+#                         [--systems "ustack ustack-nooff smoltcp kernel floor"] [--workloads "down up updis upcubic upbbr ws wrk ab"]
 #                         [--ustack-args "ARGS"] [--mtu N] [--no-build] [--out FILE]
 #
 # What it does (everything it creates is removed on exit, via trap):
-#   * builds target/release/ustack and the examples smoltcp_server and
-#     kernel_server (unless --no-build);
+#   * builds target/release/ustack and the examples smoltcp_server,
+#     kernel_server and tun_floor (unless --no-build);
 #   * a client namespace "ubc<id>" holding three TUN devices: ustack
 #     (10.231.1.1 kernel side, ustack 10.231.1.2), ustack with --no-offload
-#     (10.231.4.1 / .2), smoltcp (10.231.2.1 / .2); and a veth pair to a
+#     (10.231.4.1 / .2), smoltcp (10.231.2.1 / .2), the floor (10.231.5.1 /
+#     .2); and a veth pair to a
 #     server namespace "ubk<id>" where the kernel reference server listens
 #     (10.231.3.2);
 #   * starts the three servers once, then runs each workload from the client
@@ -38,7 +39,12 @@
 #     moved or per request, as a Markdown table (stdout and --out FILE).
 #
 # Systems: ustack (default options: TUN offload on), ustack-nooff (same with
-# --no-offload: one packet per read/write, like smoltcp), smoltcp, kernel.
+# --no-offload: one packet per read/write, like smoltcp), smoltcp, kernel,
+# and floor (examples/tun_floor.rs: a stateless responder that answers each
+# packet by rewriting its headers, one blocking read and one write per
+# packet, no TCP; wrk and ab only). The floor is the most requests/s the
+# kernel, the TUN device and the client leave for any server on the device:
+# a ratio to smoltcp it does not reach is not reachable by a server.
 # Environment: USTACK_ARGS (same as --ustack-args) is appended to both
 # `ustack serve` command lines; the table header names it.
 #
@@ -50,7 +56,7 @@ set -euo pipefail
 ROUNDS=3
 SIZE=1000000000
 DURATION=5
-SYSTEMS="ustack ustack-nooff smoltcp kernel"
+SYSTEMS="ustack ustack-nooff smoltcp kernel floor"
 WORKLOADS="down up updis upcubic upbbr ws wrk ab"
 USTACK_ARGS=${USTACK_ARGS:-}
 MTU=""
@@ -96,15 +102,16 @@ find_cargo() {
 }
 if [ "$BUILD" -eq 1 ]; then
     cargo=$(find_cargo)
-    echo "# building (release): ustack, examples smoltcp_server, kernel_server, ws_rtt" >&2
-    $cargo build --release --bin ustack --example smoltcp_server --example kernel_server --example ws_rtt --example upload >&2
+    echo "# building (release): ustack, examples smoltcp_server, kernel_server, ws_rtt, upload, tun_floor" >&2
+    $cargo build --release --bin ustack --example smoltcp_server --example kernel_server --example ws_rtt --example upload --example tun_floor >&2
 fi
 USTACK_BIN=$ROOT/target/release/ustack
 SMOLTCP_BIN=$ROOT/target/release/examples/smoltcp_server
 KERNEL_BIN=$ROOT/target/release/examples/kernel_server
 WSRTT_BIN=$ROOT/target/release/examples/ws_rtt
 UPLOAD_BIN=$ROOT/target/release/examples/upload
-for b in "$USTACK_BIN" "$SMOLTCP_BIN" "$KERNEL_BIN" "$WSRTT_BIN" "$UPLOAD_BIN"; do [ -x "$b" ] || die "missing $b (build first)"; done
+FLOOR_BIN=$ROOT/target/release/examples/tun_floor
+for b in "$USTACK_BIN" "$SMOLTCP_BIN" "$KERNEL_BIN" "$WSRTT_BIN" "$UPLOAD_BIN" "$FLOOR_BIN"; do [ -x "$b" ] || die "missing $b (build first)"; done
 
 # ---------------------------------------------------------------- plumbing
 ID=$(( $$ % 100000 ))
@@ -113,12 +120,14 @@ NS_K=ubk$ID
 TUN_U=ubu$ID
 TUN_S=ubs$ID
 TUN_N=ubn$ID
+TUN_F=ubf$ID
 VETH_C=ubvc$ID
 VETH_K=ubvk$ID
 ADDR_U=10.231.1.2
 ADDR_S=10.231.2.2
 ADDR_N=10.231.4.2
 ADDR_K=10.231.3.2
+ADDR_F=10.231.5.2
 TMP=$(mktemp -d /tmp/ustack-bench.XXXXXX)
 UPFILE=/dev/shm/ustack-bench-$ID.bin
 declare -A PID=()
@@ -145,7 +154,7 @@ ip netns add "$NS_C"
 ip netns add "$NS_K"
 ip -n "$NS_C" link set lo up
 ip -n "$NS_K" link set lo up
-for pair in "$TUN_U:10.231.1.1" "$TUN_S:10.231.2.1" "$TUN_N:10.231.4.1"; do
+for pair in "$TUN_U:10.231.1.1" "$TUN_S:10.231.2.1" "$TUN_N:10.231.4.1" "$TUN_F:10.231.5.1"; do
     dev=${pair%%:*}; a=${pair#*:}
     ip netns exec "$NS_C" ip tuntap add dev "$dev" mode tun
     ip -n "$NS_C" addr add "$a/24" dev "$dev"
@@ -161,7 +170,7 @@ ip -n "$NS_C" link set "$VETH_C" up
 ip -n "$NS_K" link set "$VETH_K" up
 
 # --------------------------------------------------------------- servers
-addr_of() { case $1 in ustack) echo $ADDR_U;; ustack-nooff) echo $ADDR_N;; smoltcp) echo $ADDR_S;; kernel) echo $ADDR_K;; esac; }
+addr_of() { case $1 in ustack) echo $ADDR_U;; ustack-nooff) echo $ADDR_N;; smoltcp) echo $ADDR_S;; kernel) echo $ADDR_K;; floor) echo $ADDR_F;; esac; }
 
 # `ip netns exec` execs the server, so $! is the server's own PID (the one
 # whose CPU time we read and which we stop on exit).
@@ -174,7 +183,8 @@ start() {
         ustack-nooff) ip netns exec "$NS_C" "$USTACK_BIN" serve --tun "$TUN_N" --addr "$ADDR_N" --seed 1 --no-offload $USTACK_ARGS >"$log" 2>&1 & ;;
         smoltcp) ip netns exec "$NS_C" "$SMOLTCP_BIN" --tun "$TUN_S" --addr "$ADDR_S/24" >"$log" 2>&1 & ;;
         kernel) ip netns exec "$NS_K" "$KERNEL_BIN" 0.0.0.0:80 >"$log" 2>&1 & ;;
-        *) die "unknown system '$s' (ustack, ustack-nooff, smoltcp, kernel)" ;;
+        floor) ip netns exec "$NS_C" "$FLOOR_BIN" --tun "$TUN_F" --addr "$ADDR_F" >"$log" 2>&1 & ;;
+        *) die "unknown system '$s' (ustack, ustack-nooff, smoltcp, kernel, floor)" ;;
     esac
     PID[$s]=$!
 }
@@ -229,6 +239,8 @@ client_cpu() {
 run_one() {
     local w=$1 s=$2 a; a=$(addr_of "$s")
     local pid=${PID[$s]} c0 c1 out
+    # The floor answers GET /bytes/N (N <= 1024) only.
+    [ "$s" = floor ] && [ "$w" != wrk ] && [ "$w" != ab ] && return
     kill -0 "$pid" 2>/dev/null || { echo "  $w $s: server died" >&2; record "$s $w fail 0 0"; return; }
     c0=$(cpu_of "$pid")
     case $w in
@@ -348,6 +360,8 @@ if "ws" in workloads:
 def med(s, w):
     runs = data.get((s, w), [])
     ok = [r for r in runs if r]
+    if not runs:
+        return None, None, 0, 0
     if not ok:
         return None, None, len(runs), 0
     v = statistics.median(r[0] for r in ok)
@@ -357,14 +371,18 @@ def med(s, w):
     else:
         c = tot_cpu / tot_units * 1e6 if tot_units else None
     return v, c, len(runs), len(ok)
-def fmt(x, w):
-    if x is None: return "fail"
+def fmt(x, w, n=1):
+    if x is None: return "fail" if n else "-"
     return "%.2f" % x if w in BULK else "%.1f" % x if w in ("ws", "ws99") else "%.0f" % x
-print("ustack `serve %s` (ustack-nooff: plus `--no-offload`) vs smoltcp 0.14 (examples/smoltcp_server.rs) vs Linux kernel over veth (examples/kernel_server.rs); "
+print("ustack `serve %s` (ustack-nooff: plus `--no-offload`) vs smoltcp 0.14 (examples/smoltcp_server.rs) vs Linux kernel over veth (examples/kernel_server.rs) vs floor (examples/tun_floor.rs, stateless, wrk/ab only); "
       "TUN MTU %s; client (curl, wrk, ab) kernel congestion control %s; medians of %s alternating rounds; run took %s s." % (uargs or "(default)", mtu, ccc, rounds, elapsed))
 print()
 ours = [s for s in systems if s.startswith("ustack")]
 pairs = [(u, o) for u in ours for o in ("smoltcp", "kernel") if o in systems]
+# The floor: what no server on the device can beat (wrk and ab only).
+if "floor" in systems:
+    pairs += [(f, o) for f in ("floor",) for o in ("smoltcp",) if o in systems]
+    pairs += [(u, "floor") for u in ours]
 hdr = ["workload", "unit"] + systems + ["%s/%s" % p for p in pairs]
 hdr += ["CPU " + s for s in systems]
 print("| " + " | ".join(hdr) + " |")
@@ -375,7 +393,7 @@ for w in workloads:
     row = [title, unit]
     for s in systems:
         v, c, n, ok = m[s]
-        row.append(fmt(v, w) + ("" if ok == n else " (%d/%d ok)" % (ok, n)))
+        row.append(fmt(v, w, n) + ("" if ok == n else " (%d/%d ok)" % (ok, n)))
     for u, other in pairs:
         a, b = m[u][0], m[other][0]
         if w in ("ws", "ws99"):
