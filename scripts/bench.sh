@@ -40,9 +40,10 @@
 #
 # Systems: ustack (default options: TUN offload on), ustack-nooff (same with
 # --no-offload: one packet per read/write, like smoltcp), smoltcp, kernel,
-# and floor (examples/tun_floor.rs: a stateless responder that answers each
-# packet by rewriting its headers, one blocking read and one write per
-# packet, no TCP; wrk and ab only). The floor is the most requests/s the
+# and floor (examples/tun_floor.rs --busy 1000: a stateless responder that
+# answers each packet by rewriting its headers, one read and one write per
+# packet, no TCP, spinning on read for 1 ms after a packet instead of
+# sleeping; wrk and ab only; its CPU column includes the spinning). The floor is the most requests/s the
 # kernel, the TUN device and the client leave for any server on the device:
 # a ratio to smoltcp it does not reach is not reachable by a server.
 # Environment: USTACK_ARGS (same as --ustack-args) is appended to both
@@ -183,7 +184,7 @@ start() {
         ustack-nooff) ip netns exec "$NS_C" "$USTACK_BIN" serve --tun "$TUN_N" --addr "$ADDR_N" --seed 1 --no-offload $USTACK_ARGS >"$log" 2>&1 & ;;
         smoltcp) ip netns exec "$NS_C" "$SMOLTCP_BIN" --tun "$TUN_S" --addr "$ADDR_S/24" >"$log" 2>&1 & ;;
         kernel) ip netns exec "$NS_K" "$KERNEL_BIN" 0.0.0.0:80 >"$log" 2>&1 & ;;
-        floor) ip netns exec "$NS_C" "$FLOOR_BIN" --tun "$TUN_F" --addr "$ADDR_F" >"$log" 2>&1 & ;;
+        floor) ip netns exec "$NS_C" "$FLOOR_BIN" --tun "$TUN_F" --addr "$ADDR_F" --busy 1000 >"$log" 2>&1 & ;;
         *) die "unknown system '$s' (ustack, ustack-nooff, smoltcp, kernel, floor)" ;;
     esac
     PID[$s]=$!
