@@ -261,7 +261,7 @@ fn answer(pkt: &[u8], me: Ipv4Addr, out: &mut [u8; 1600]) -> Option<usize> {
     t[2..4].copy_from_slice(&sport.to_be_bytes());
     t[4..8].copy_from_slice(&oseq.to_be_bytes());
     t[8..12].copy_from_slice(&oack.to_be_bytes());
-    t[12] = ((20 + opts.len()) / 4 << 4) as u8;
+    t[12] = (((20 + opts.len()) / 4) << 4) as u8;
     t[13] = oflags;
     t[14..16].copy_from_slice(&65535u16.to_be_bytes());
     t[16..18].copy_from_slice(&[0, 0]);

@@ -194,7 +194,7 @@ fn time_wait_expiry_is_spread_over_calls() {
         p.b.handle_timeout(p.now);
         let ended = before - p.b.time_wait_count();
         assert!(
-            ended >= 1 && ended <= TIME_WAIT_EXPIRY_BATCH,
+            (1..=TIME_WAIT_EXPIRY_BATCH).contains(&ended),
             "one call ended {ended} of {before}"
         );
         calls += 1;

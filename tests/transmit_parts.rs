@@ -61,7 +61,7 @@ impl World {
                 let k = self.wire.len();
                 self.wire.push(p.clone());
                 let h = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-                let drop = from_a && p.len() > 100 && h % 20 == 0;
+                let drop = from_a && p.len() > 100 && h.is_multiple_of(20);
                 if drop {
                     continue;
                 }

@@ -51,9 +51,8 @@ pub fn load<R: BufRead>(input: R) -> Result<Trace, LadderError> {
     };
     let mut wall_us: u64 = 0;
     let mut by_pair: HashMap<(SocketAddrV4, SocketAddrV4), usize> = HashMap::new();
-    let mut lines = input.lines();
     let mut n = 0usize;
-    while let Some(line) = lines.next() {
+    for line in input.lines() {
         let line = line.map_err(LadderError::Read)?;
         n += 1;
         if line.trim().is_empty() {

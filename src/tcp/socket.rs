@@ -921,20 +921,20 @@ impl Tcb {
                     // 2*MSL passed (RFC 9293 3.10.8).
                     self.close_with(None);
                 }
-                x if x == Timer::FinWait2 as usize => {
-                    if self.state == State::FinWait2 {
-                        self.close_with(Some(TcpError::TimedOut));
-                    }
+                x if x == Timer::FinWait2 as usize && self.state == State::FinWait2 => {
+                    self.close_with(Some(TcpError::TimedOut));
                 }
-                x if x == Timer::Rack as usize => {
-                    if self.sack_enabled && self.state.is_synchronized() {
-                        self.detect_losses(now, stats);
-                    }
+                x if x == Timer::Rack as usize
+                    && self.sack_enabled
+                    && self.state.is_synchronized() =>
+                {
+                    self.detect_losses(now, stats);
                 }
-                x if x == Timer::Tlp as usize => {
-                    if self.sack_enabled && self.state.is_synchronized() {
-                        self.on_tlp(now, stats);
-                    }
+                x if x == Timer::Tlp as usize
+                    && self.sack_enabled
+                    && self.state.is_synchronized() =>
+                {
+                    self.on_tlp(now, stats);
                 }
                 _ => {}
             }
@@ -1580,13 +1580,11 @@ impl Tcb {
                 self.close_with(None);
                 return false;
             }
-            State::TimeWait => {
-                // Only a retransmitted FIN can arrive: ACK it, restart 2*MSL.
-                if seg.has(FIN) {
-                    self.ack_now = true;
-                    self.set_timer(Timer::TimeWait, now + 2 * self.cfg.msl);
-                    self.tw_restarted = true;
-                }
+            // Only a retransmitted FIN can arrive: ACK it, restart 2*MSL.
+            State::TimeWait if seg.has(FIN) => {
+                self.ack_now = true;
+                self.set_timer(Timer::TimeWait, now + 2 * self.cfg.msl);
+                self.tw_restarted = true;
             }
             _ => {}
         }
@@ -2699,9 +2697,7 @@ impl Tcb {
             true
         } else if len == 0 {
             fin && (usable > 0 || self.snd_wnd == 0 || avail == 0)
-        } else if len >= mss {
-            true
-        } else if fin {
+        } else if len >= mss || fin {
             true
         } else if all_data && (in_flight == 0 || !self.nagle) {
             // Nagle (RFC 896): a short segment only when nothing is in flight.

@@ -63,7 +63,7 @@ pub fn fold(mut sum: u64) -> u16 {
 /// complement arithmetic is a byte swap of `b`'s folded sum (RFC 1071 2(B)).
 pub fn sum_parts(a: &[u8], b: &[u8]) -> u64 {
     let sb = sum(b);
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         sum(a) + sb
     } else {
         sum(a) + u64::from(fold(sb).swap_bytes())
