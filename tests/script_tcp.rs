@@ -829,3 +829,156 @@ fn an_echo_older_than_the_retransmission_is_no_rtt_sample() {
     let srtt = s.stack.info(h).unwrap().srtt_us.unwrap();
     assert_eq!(srtt, srtt0, "a stale echo was taken as an RTT sample");
 }
+
+// ------------------------------------------- compact TIME-WAIT records
+
+/// Everything the stack sent and what it listed, for one TIME-WAIT
+/// scenario run with compact records on or off.
+struct TwRun {
+    log: Vec<String>,
+    transitions: Vec<String>,
+    records_seen: usize,
+    closed: u64,
+}
+
+/// An active close with timestamps, then the segments TIME-WAIT must
+/// answer (RFC 9293 3.10.7.4, RFC 7323, RFC 5961): a retransmitted FIN
+/// (re-ACK, 2*MSL restarts), an old-TSval segment (PAWS: ACK), an
+/// in-window RST that is not exact (challenge ACK), data below RCV.NXT
+/// (ACK), then the connection runs out its restarted 2*MSL.
+fn time_wait_scenario(compact: bool) -> TwRun {
+    let mut c = cfg();
+    c.compact_time_wait = compact;
+    let mut s = Script::passive(c);
+    s.stack.set_transition_history(true); // as the runtime does
+    let h = s.accept_with_timestamps(0, 1, 1000);
+    s.stack.close(h); // the application lets go: nobody holds it
+    s.run_to(10);
+    s.expect_at(1, exp("F.").seq(1).ack(1).ts_ecr(1001));
+    s.inject(20, seg("F.").seq(1).ack(2).ts(1020, 0));
+    s.expect_at(20, exp(".").seq(2).ack(2).ts_ecr(1020));
+    let mut records_seen = s.stack.time_wait_records();
+    assert_eq!(s.stack.time_wait_count(), 1);
+    assert_eq!(s.stack.connection_count(), 1);
+    let listed = s.stack.connections();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, State::TimeWait);
+    // Our ACK was lost: the FIN again, at 500 ms.
+    s.inject(500, seg("F.").seq(1).ack(2).ts(1500, 0));
+    s.expect_at(500, exp(".").seq(2).ack(2));
+    records_seen = records_seen.max(s.stack.time_wait_records());
+    // PAWS: a TSval older than TS.Recent.
+    s.inject(600, seg(".").seq(2).ack(2).ts(900, 0));
+    s.expect_at(600, exp(".").seq(2).ack(2));
+    // A RST in the window but not at RCV.NXT: challenge ACK, no close.
+    s.inject(700, seg("R.").seq(100).ack(2).ts(1700, 0));
+    s.expect_at(700, exp(".").seq(2).ack(2));
+    assert_eq!(s.stack.time_wait_count(), 1);
+    // Data entirely below RCV.NXT.
+    s.inject(800, seg(".").seq(0).ack(2).ts(1800, 0).len(1));
+    s.expect_at(800, exp(".").seq(2).ack(2));
+    records_seen = records_seen.max(s.stack.time_wait_records());
+    // 2*MSL = 2 s from the retransmitted FIN at 500 ms.
+    s.run_to(2400);
+    assert_eq!(s.stack.connection_count(), 1);
+    s.run_to(2600);
+    assert_eq!(s.stack.connection_count(), 0);
+    assert_eq!(s.stack.time_wait_count(), 0);
+    assert_eq!(s.stack.time_wait_records(), 0);
+    s.expect_none_until(10_000);
+    let transitions = s
+        .stack
+        .recent_transitions()
+        .map(|t| {
+            format!(
+                "{:?} {} {} {:?}->{:?}",
+                t.t, t.local, t.remote, t.from, t.to
+            )
+        })
+        .collect();
+    TwRun {
+        log: s.log.clone(),
+        transitions,
+        records_seen,
+        closed: s.stack.stats().tcp_connections_closed,
+    }
+}
+
+#[test]
+fn time_wait_records_answer_exactly_as_the_tcb_does() {
+    let whole = time_wait_scenario(false);
+    let compact = time_wait_scenario(true);
+    assert_eq!(whole.records_seen, 0);
+    assert_eq!(
+        compact.records_seen, 1,
+        "the connection was kept as a record"
+    );
+    // Every packet in and out, byte for byte (timestamps included), and
+    // the state history are the same.
+    assert_eq!(whole.log, compact.log);
+    assert_eq!(whole.transitions, compact.transitions);
+    assert!(
+        compact
+            .transitions
+            .last()
+            .unwrap()
+            .ends_with("TimeWait->Closed"),
+        "{:?}",
+        compact.transitions
+    );
+    assert_eq!(whole.closed, 1);
+    assert_eq!(compact.closed, 1);
+}
+
+/// A new SYN above RCV.NXT reopens a TIME-WAIT connection (RFC 6191,
+/// RFC 1122 4.2.2.13); an exact RST ends it (RFC 9293 3.10.7.4); the
+/// oldest is recycled past `max_time_wait`. Same packets with records.
+fn time_wait_reuse_scenario(compact: bool) -> (Vec<String>, u64) {
+    let mut c = cfg();
+    c.compact_time_wait = compact;
+    c.max_time_wait = 2;
+    let mut s = Script::passive(c);
+    let mut t = 0;
+    let close_one = |s: &mut Script, sport: u16, t: &mut u64| {
+        s.inject(*t, seg("S").seq(0).mss(1460).sport(sport));
+        let synack = s.expect(exp("S.").ack(1));
+        s.stack_iss = Some(synack.seq);
+        s.inject(*t, seg(".").seq(1).ack(1).sport(sport));
+        let h = s.stack.accept(s.listener.unwrap()).unwrap();
+        s.stack.close(h);
+        s.run_to(*t);
+        s.expect(exp("F.").seq(1).ack(1));
+        s.inject(*t + 1, seg("F.").seq(1).ack(2).sport(sport));
+        s.expect(exp(".").seq(2).ack(2));
+        *t += 10;
+    };
+    for port in [40001, 40002, 40003] {
+        close_one(&mut s, port, &mut t);
+    }
+    // Three closed, two kept: the first was recycled.
+    assert_eq!(s.stack.time_wait_count(), 2);
+    if compact {
+        assert_eq!(s.stack.time_wait_records(), 2);
+    }
+    // An exact RST ends the second (40002)...
+    let tw = s.stack.connections();
+    assert_eq!(tw.len(), 2);
+    assert!(tw.iter().all(|c| c.state == State::TimeWait));
+    s.inject(100, seg("R").seq(2).sport(40002));
+    assert_eq!(s.stack.time_wait_count(), 1);
+    // ...and a SYN above RCV.NXT on 40003 reopens it as a new connection.
+    s.inject(110, seg("S").seq(1000).mss(1460).sport(40003));
+    s.expect(exp("S.").ack(1001));
+    assert_eq!(s.stack.time_wait_count(), 0);
+    assert_eq!(s.stack.connection_count(), 1);
+    s.expect_none_until(150);
+    (s.log.clone(), s.stack.stats().tcp_time_wait_recycled)
+}
+
+#[test]
+fn time_wait_records_reopen_reset_and_recycle_like_tcbs() {
+    let (whole, rw) = time_wait_reuse_scenario(false);
+    let (compact, rc) = time_wait_reuse_scenario(true);
+    assert_eq!(whole, compact);
+    assert_eq!((rw, rc), (1, 1));
+}

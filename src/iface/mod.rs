@@ -24,7 +24,7 @@ use crate::hash::{FastHash, FastMap};
 use crate::phy::RxMeta;
 use crate::rand::Rng;
 use crate::tcp::isn::IsnGenerator;
-use crate::tcp::socket::{SegmentIn, SegmentOut, Tcb, ACK, FIN, RST, SYN};
+use crate::tcp::socket::{SegmentIn, SegmentOut, Tcb, TimeWaitState, ACK, FIN, RST, SYN};
 use crate::tcp::{Event, ListenerHandle, Readiness, SocketHandle, State, TcpConfig, TcpError};
 use crate::time::{Duration, Instant};
 use crate::timer::TimerQueue;
@@ -65,6 +65,11 @@ pub struct Config {
     /// recycled early (like Linux's `tcp_max_tw_buckets`). TIME-WAIT
     /// connections do not count against `max_connections`.
     pub max_time_wait: usize,
+    /// Keep a TIME-WAIT connection that the application let go of as a
+    /// compact record ([`TimeWaitState`], ~150 bytes) instead of its whole
+    /// TCB, and rebuild the TCB when a segment arrives for it. Off: every
+    /// TIME-WAIT connection keeps its TCB (for comparison; same packets).
+    pub compact_time_wait: bool,
     /// Half-open (SYN-RECEIVED) connections kept at most, all listeners
     /// together (each listener also keeps at most its backlog). Beyond
     /// this, SYNs are answered with SYN cookies (or dropped without them).
@@ -92,6 +97,7 @@ impl Config {
             ttl: 64,
             max_control_queue: 1024,
             max_time_wait: 65_536,
+            compact_time_wait: true,
             max_half_open: 4096,
             syn_cookies: true,
             max_buffer_memory: 512 * 1024 * 1024,
@@ -198,6 +204,19 @@ struct Listener {
 /// (remote address, remote port, local port): the local address is always ours.
 type ConnKey = (u32, u16, u16);
 
+/// A demultiplexing entry (or `tw_queue` entry) with this bit set names a
+/// compact TIME-WAIT record in `Stack::tw_records`, not a slot.
+const TW_TAG: u32 = 1 << 31;
+
+/// A TIME-WAIT connection kept as a compact record (see
+/// [`Config::compact_time_wait`]).
+struct TwRecord {
+    generation: u32,
+    /// The slot the connection had: its id in traces.
+    trace_id: u32,
+    state: TimeWaitState,
+}
+
 /// RFC 5961 section 7: a global budget of challenge ACKs per second.
 struct ChallengeLimiter {
     window_start: Instant,
@@ -264,6 +283,11 @@ pub struct Stack {
     /// most of them stale after recycling, made every heap operation
     /// cache-missing and the WebSocket p99 twice as long for a minute.
     tw_queue: VecDeque<(u32, u32, Instant)>,
+    /// Compact TIME-WAIT records (counted in `live` and `time_wait`), and
+    /// their free entries.
+    tw_records: Vec<Option<TwRecord>>,
+    tw_free: Vec<u32>,
+    tw_generation: u32,
     conns: FastMap<ConnKey, u32>,
     listeners: FastMap<u16, Listener>,
     events: VecDeque<Event>,
@@ -329,6 +353,9 @@ impl Stack {
             live: 0,
             time_wait: 0,
             tw_queue: VecDeque::new(),
+            tw_records: Vec::new(),
+            tw_free: Vec::new(),
+            tw_generation: 0,
             // Keyed from the seed (its own stream: the stack's other
             // random choices stay as they were).
             conns: FastHash::map(Rng::derive(seed, "demux").next_u64()),
@@ -387,6 +414,12 @@ impl Stack {
     /// Connections in TIME-WAIT.
     pub fn time_wait_count(&self) -> usize {
         self.time_wait
+    }
+
+    /// Of those, how many are kept as compact records
+    /// ([`Config::compact_time_wait`]) rather than whole TCBs.
+    pub fn time_wait_records(&self) -> usize {
+        self.tw_records.len() - self.tw_free.len()
     }
 
     /// The link MSS: what fits in one packet after IPv4 and TCP headers.
@@ -600,7 +633,26 @@ impl Stack {
         let remote = SocketAddrV4::new(src, repr.src_port);
         let key: ConnKey = (u32::from(src), repr.src_port, repr.dst_port);
 
-        if let Some(&idx) = self.conns.get(&key) {
+        let mut mapped = self.conns.get(&key).copied();
+        if let Some(entry) = mapped.filter(|&e| e & TW_TAG != 0) {
+            // A compact TIME-WAIT record: the reopen rule below, or the TCB
+            // is rebuilt to process the segment.
+            let r = entry & !TW_TAG;
+            let rcv_nxt = self.tw_records[r as usize]
+                .as_ref()
+                .expect("mapped record")
+                .state
+                .rcv_nxt;
+            mapped = if seg.flags & (SYN | ACK | RST) == SYN
+                && crate::tcp::socket::seq_gt(seg.seq, rcv_nxt)
+            {
+                self.end_time_wait_record(r);
+                None
+            } else {
+                Some(self.expand_time_wait(now, r))
+            };
+        }
+        if let Some(idx) = mapped {
             // RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT connection.
             let reopen = {
                 let tcb = self.slots[idx as usize]
@@ -912,6 +964,14 @@ impl Stack {
                 break;
             }
             self.tw_queue.pop_front();
+            if idx & TW_TAG != 0 {
+                // A record's deadline never moves (a restart makes a new one).
+                if self.tw_record_alive(idx & !TW_TAG, gen) {
+                    ended += 1;
+                    self.end_time_wait_record(idx & !TW_TAG);
+                }
+                continue;
+            }
             let Some(slot) = self.slots.get_mut(idx as usize) else {
                 continue;
             };
@@ -1317,6 +1377,14 @@ impl Stack {
                 self.conns.remove(&key);
             }
         }
+        // A TIME-WAIT connection nobody holds, with nothing to send, leaves
+        // its slot for a compact record (`compact_time_wait`).
+        let compact = state == State::TimeWait
+            && slot.owner == Owner::Released
+            && slot.in_map
+            && !slot.in_tx
+            && self.config.compact_time_wait
+            && !self.trace.full();
         // ...and its slot is freed once nobody can look at it any more.
         let finished = state == State::Closed && !slot.in_tx && !tcb.wants_dispatch();
         let unowned = match slot.owner {
@@ -1326,6 +1394,9 @@ impl Stack {
         };
         if finished && unowned {
             self.free_slot(idx);
+        }
+        if compact {
+            self.compact_time_wait(idx);
         }
         if evict {
             self.recycle_oldest_time_wait();
@@ -1344,11 +1415,138 @@ impl Stack {
         }
     }
 
+    /// Move the TIME-WAIT connection in slot `idx` (nobody holds it, nothing
+    /// to send) into a compact record and free the slot: ~150 bytes instead
+    /// of the TCB's ~840 and its congestion controller, and the slot goes
+    /// back, warm, to the next connection (under `ab`, 65,536 TIME-WAIT
+    /// TCBs were 55 MB, and every new connection took over the coldest).
+    /// The connection still counts in `live` and `time_wait`.
+    fn compact_time_wait(&mut self, idx: u32) {
+        let slot = &self.slots[idx as usize];
+        let Some(state) = slot.tcb.as_ref().and_then(Tcb::time_wait_state) else {
+            return;
+        };
+        let key: ConnKey = (
+            u32::from(*state.remote.ip()),
+            state.remote.port(),
+            state.local.port(),
+        );
+        if self.conns.get(&key) != Some(&idx) {
+            return;
+        }
+        let generation = self.tw_generation;
+        self.tw_generation = generation.wrapping_add(1);
+        let expires = state.expires;
+        let rec = TwRecord {
+            generation,
+            trace_id: idx,
+            state,
+        };
+        let r = match self.tw_free.pop() {
+            Some(r) => {
+                self.tw_records[r as usize] = Some(rec);
+                r
+            }
+            None => {
+                self.tw_records.push(Some(rec));
+                (self.tw_records.len() - 1) as u32
+            }
+        };
+        debug_assert!(r < TW_TAG);
+        self.conns.insert(key, r | TW_TAG);
+        self.tw_queue.push_back((r | TW_TAG, generation, expires));
+        let slot = &mut self.slots[idx as usize];
+        slot.tcb = None;
+        slot.in_map = false;
+        slot.in_tw = false;
+        slot.scheduled = None;
+        slot.event_queued = false;
+        self.buffer_mem -= slot.mem;
+        slot.mem = 0;
+        self.free.push(idx);
+    }
+
+    /// The compact TIME-WAIT record `r` back as a TCB in a slot, to process
+    /// a segment (see [`Tcb::from_time_wait`]); after it, the slot is
+    /// compacted again if the connection is still in TIME-WAIT. (Its
+    /// `tw_queue` entry goes to the back with the old deadline and may end
+    /// it a little late: 2*MSL is a minimum.)
+    fn expand_time_wait(&mut self, now: Instant, r: u32) -> u32 {
+        let rec = self.tw_records[r as usize].take().expect("mapped record");
+        self.tw_free.push(r);
+        let st = &rec.state;
+        let key: ConnKey = (
+            u32::from(*st.remote.ip()),
+            st.remote.port(),
+            st.local.port(),
+        );
+        let mut tcb = Tcb::from_time_wait(now, &self.tcp, st);
+        tcb.set_tso(self.tso_payload());
+        let expires = st.expires;
+        let idx = self.insert(tcb, Owner::Released, true);
+        self.live -= 1; // the same connection, counted once
+        let slot = &mut self.slots[idx as usize];
+        slot.in_map = true;
+        slot.in_tw = true; // already counted in `time_wait`
+        let generation = slot.generation;
+        self.conns.insert(key, idx);
+        self.tw_queue.push_back((idx, generation, expires));
+        if self.trace.active() {
+            self.trace.resume(idx, generation, State::TimeWait);
+        }
+        idx
+    }
+
+    fn tw_record_alive(&self, r: u32, generation: u32) -> bool {
+        self.tw_records
+            .get(r as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|rec| rec.generation == generation)
+    }
+
+    /// End the compact TIME-WAIT connection `r` (2*MSL over, recycled, or
+    /// reopened by a new SYN).
+    fn end_time_wait_record(&mut self, r: u32) {
+        let Some(rec) = self.tw_records.get_mut(r as usize).and_then(Option::take) else {
+            return;
+        };
+        self.tw_free.push(r);
+        let st = &rec.state;
+        let key: ConnKey = (
+            u32::from(*st.remote.ip()),
+            st.remote.port(),
+            st.local.port(),
+        );
+        if self.conns.get(&key) == Some(&(r | TW_TAG)) {
+            self.conns.remove(&key);
+        }
+        self.live -= 1;
+        self.time_wait -= 1;
+        self.stats.tcp_connections_closed += 1;
+        if self.trace.active() {
+            self.trace.transition_detached(
+                rec.trace_id,
+                st.local,
+                st.remote,
+                State::TimeWait,
+                State::Closed,
+            );
+        }
+    }
+
     /// End the oldest TIME-WAIT connection early (RFC 6191 allows reuse;
     /// Linux does the same past `tcp_max_tw_buckets`). Returns false if
     /// there is none.
     fn recycle_oldest_time_wait(&mut self) -> bool {
         while let Some((idx, generation, _)) = self.tw_queue.pop_front() {
+            if idx & TW_TAG != 0 {
+                if self.tw_record_alive(idx & !TW_TAG, generation) {
+                    self.stats.tcp_time_wait_recycled += 1;
+                    self.end_time_wait_record(idx & !TW_TAG);
+                    return true;
+                }
+                continue;
+            }
             let slot = &mut self.slots[idx as usize];
             if slot.generation != generation || !slot.in_tw {
                 continue; // stale entry
@@ -1426,11 +1624,12 @@ impl Stack {
         self.slots
             .iter()
             .filter_map(|s| s.tcb.as_ref().map(|t| t.state()))
+            .chain(self.tw_records.iter().flatten().map(|_| State::TimeWait))
     }
 
     /// Live connections, one by one (see [`connections`](Self::connections)).
     pub fn connections_iter(&self) -> impl Iterator<Item = ConnInfo> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
+        let slots = self.slots.iter().enumerate().filter_map(|(i, s)| {
             let t = s.tcb.as_ref()?;
             Some(ConnInfo {
                 handle: SocketHandle {
@@ -1452,7 +1651,33 @@ impl Stack {
                 mss: t.mss(),
                 cc_phase: t.cc_phase(),
             })
-        })
+        });
+        // Compact TIME-WAIT records, as they were when they left their TCB.
+        let records = self.tw_records.iter().enumerate().filter_map(|(r, rec)| {
+            let rec = rec.as_ref()?;
+            let st = &rec.state;
+            Some(ConnInfo {
+                handle: SocketHandle {
+                    index: r as u32 | TW_TAG,
+                    generation: rec.generation,
+                },
+                local: st.local,
+                remote: st.remote,
+                state: State::TimeWait,
+                bytes_in: st.bytes_in,
+                bytes_out: st.bytes_out,
+                srtt_us: (st.srtt_us != u32::MAX).then_some(u64::from(st.srtt_us)),
+                rto_us: u64::from(st.rto_us),
+                cwnd: st.cwnd,
+                ssthresh: st.ssthresh,
+                send_window: 0,
+                recv_window: st.recv_window(),
+                retransmissions: st.retransmissions,
+                mss: st.mss,
+                cc_phase: st.cc_phase,
+            })
+        });
+        slots.chain(records)
     }
 
     /// Bytes held by all connection buffers (as of each connection's last
@@ -1483,7 +1708,7 @@ impl Stack {
             let n = len as u32;
             // Free slots only: no live queue refers to them except stale entries.
             self.free.retain(|&i| i < n);
-            self.tw_queue.retain(|&(i, _, _)| i < n);
+            self.tw_queue.retain(|&(i, _, _)| i & TW_TAG != 0 || i < n);
             self.timers.retain(|_, &(i, _)| i < n);
             self.events
                 .retain(|e| !matches!(e, Event::Socket(h) if h.index >= n));
@@ -1494,6 +1719,12 @@ impl Stack {
         if self.time_wait == 0 {
             self.tw_queue.clear(); // only stale entries
         }
+        // Compact TIME-WAIT records: free entries at the end go.
+        while self.tw_records.last().is_some_and(Option::is_none) {
+            self.tw_records.pop();
+        }
+        let nr = self.tw_records.len() as u32;
+        self.tw_free.retain(|&r| r < nr);
         // At most a quarter full: shrink (amortized: it takes a fall to a
         // quarter of the capacity, and growth doubles again).
         macro_rules! shrink {
@@ -1509,6 +1740,8 @@ impl Stack {
             self.conns,
             self.timers,
             self.tw_queue,
+            self.tw_records,
+            self.tw_free,
             self.tx_queue,
             self.events,
             self.control
@@ -1535,6 +1768,8 @@ impl Stack {
         self.slots.capacity() * size_of::<Slot>()
             + self.free.capacity() * size_of::<u32>()
             + self.tw_queue.capacity() * size_of::<(u32, u32, Instant)>()
+            + self.tw_records.capacity() * size_of::<Option<TwRecord>>()
+            + self.tw_free.capacity() * size_of::<u32>()
             // (a hash map's buckets, approximately: key, value and a control byte)
             + self.conns.capacity() * (size_of::<(ConnKey, u32)>() + 1)
             + self.events.capacity() * size_of::<Event>()

@@ -10,7 +10,7 @@
 //! The same segment hooks feed the segment recording behind live ladder
 //! diagrams ([`crate::trace::segments`]) while it is armed.
 
-use super::{ConnKey, Stack};
+use super::{ConnKey, Stack, TW_TAG};
 use crate::iface::DropReason;
 use crate::tcp::socket::{seq_gt, seq_le, Tcb};
 use crate::tcp::{SocketHandle, State};
@@ -149,7 +149,15 @@ impl Stack {
             .get(handle.index as usize)
             .filter(|s| s.generation == handle.generation)
             .and_then(|s| s.tcb.as_ref())
-            .map(|t| t.state());
+            .map(|t| t.state())
+            .or_else(|| {
+                // Gone from its slot into a compact TIME-WAIT record?
+                let key: ConnKey = (u32::from(*remote.ip()), remote.port(), local.port());
+                self.conns
+                    .get(&key)
+                    .filter(|&&i| i & TW_TAG != 0)
+                    .map(|_| State::TimeWait)
+            });
         LadderTarget {
             handle,
             local,
@@ -172,7 +180,8 @@ impl Stack {
     pub(super) fn trace_in_pre(&mut self, packet: &[u8]) -> Option<InPre> {
         let (src, dst, repr) = parse_tcp(packet)?;
         let key: ConnKey = (u32::from(*src.ip()), src.port(), dst.port());
-        let id = self.conns.get(&key).copied();
+        // (a compact TIME-WAIT record has no slot: no id until it is rebuilt)
+        let id = self.conns.get(&key).copied().filter(|&i| i & TW_TAG == 0);
         let rcv_nxt = id
             .and_then(|i| self.slots.get(i as usize))
             .and_then(|s| s.tcb.as_ref())
@@ -227,7 +236,12 @@ impl Stack {
             (Ok(()), _) => Decision::Accepted,
         };
         // A SYN to a listener created the connection: name it.
-        let id = pre.id.or_else(|| self.conns.get(&pre.key).copied());
+        let id = pre.id.or_else(|| {
+            self.conns
+                .get(&pre.key)
+                .copied()
+                .filter(|&i| i & TW_TAG == 0)
+        });
         if let Some(pos) = pre.pos {
             self.trace.set_decision(pos, decision, id);
         }

@@ -306,6 +306,67 @@ const MAX_SACK_ACKS: usize = 8;
 /// Largest window that fits the 16-bit field with scaling (RFC 7323 2.3).
 const MAX_WINDOW: u32 = (1 << 30) - 1;
 
+/// A connection in TIME-WAIT reduced to what answering its segments
+/// needs (RFC 9293 3.10.7.4 TIME-WAIT, RFC 7323 PAWS, RFC 6191 reuse):
+/// ~150 bytes where the TCB is ~840 plus a congestion controller. The
+/// interface keeps this for a TIME-WAIT connection nobody holds (as
+/// Linux's `inet_timewait_sock`), and rebuilds a TCB from it
+/// ([`Tcb::from_time_wait`]) when a segment arrives, so the rules for
+/// TIME-WAIT have one implementation: the TCB's.
+#[derive(Clone, Debug)]
+pub struct TimeWaitState {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// When 2*MSL is over.
+    pub expires: Instant,
+    iss: u32,
+    irs: u32,
+    snd_nxt: u32,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: u32,
+    snd_wl2: u32,
+    pub rcv_nxt: u32,
+    rcv_adv: u32,
+    rcv_space: u32,
+    ts_recent: u32,
+    ts_offset: u32,
+    ts_echo_dup: u32,
+    last_ack_sent: u32,
+    pub mss: u32,
+    fin_acked_seq: Option<u32>,
+    snd_wscale: u8,
+    rcv_wscale: u8,
+    flags: u8,
+    // For the connection list (`iface::ConnInfo`), as they were.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub retransmissions: u64,
+    /// `u32::MAX`: no RTT sample was taken.
+    pub srtt_us: u32,
+    pub rto_us: u32,
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    pub cc_phase: &'static str,
+}
+
+const TW_PASSIVE: u8 = 1;
+const TW_WSCALE: u8 = 2;
+const TW_TS: u8 = 4;
+const TW_SACK: u8 = 8;
+const TW_RESTARTED: u8 = 16;
+
+impl TimeWaitState {
+    /// Has a retransmitted FIN restarted 2*MSL?
+    pub fn restarted(&self) -> bool {
+        self.flags & TW_RESTARTED != 0
+    }
+    /// The receive window the connection last advertised.
+    pub fn recv_window(&self) -> u32 {
+        self.rcv_adv.wrapping_sub(self.rcv_nxt).min(MAX_WINDOW)
+    }
+}
+
 fn new_cc(alg: CongestionAlgorithm, mss: u32) -> Box<dyn CongestionControl> {
     match alg {
         CongestionAlgorithm::NewReno => Box::new(NewReno::new(mss)),
@@ -837,6 +898,120 @@ impl Tcb {
     /// of its timer heap (see `iface::Stack::handle_timeout`).
     pub(crate) fn time_wait_fixed(&self) -> bool {
         self.state == State::TimeWait && !self.tw_restarted
+    }
+
+    /// A TIME-WAIT connection the application let go of, with nothing
+    /// left to send, as the compact state the interface keeps instead of
+    /// this TCB ([`TimeWaitState`]). `None` for any other connection.
+    pub fn time_wait_state(&self) -> Option<TimeWaitState> {
+        if self.state != State::TimeWait
+            || !self.orphaned
+            || self.wants_dispatch()
+            || self.error.is_some()
+            || self.snd_una != self.snd_max
+            || self.snd_nxt != self.snd_max
+            || !self.send_buf.is_empty()
+            || !self.recv_buf.is_empty()
+            || !self.assembler.is_empty()
+            || self.dsack_pending.is_some()
+            || self.sack_acks.is_some()
+        {
+            return None;
+        }
+        let expires = self.timer(Timer::TimeWait)?;
+        let flags = [
+            (self.passive, TW_PASSIVE),
+            (self.wscale_negotiated, TW_WSCALE),
+            (self.ts_enabled, TW_TS),
+            (self.sack_enabled, TW_SACK),
+            (self.tw_restarted, TW_RESTARTED),
+        ]
+        .iter()
+        .fold(0, |f, &(on, bit)| if on { f | bit } else { f });
+        Some(TimeWaitState {
+            local: self.local,
+            remote: self.remote,
+            expires,
+            iss: self.iss,
+            irs: self.irs,
+            snd_nxt: self.snd_nxt,
+            snd_wnd: self.snd_wnd,
+            max_snd_wnd: self.max_snd_wnd,
+            snd_wl1: self.snd_wl1,
+            snd_wl2: self.snd_wl2,
+            rcv_nxt: self.rcv_nxt,
+            rcv_adv: self.rcv_adv,
+            rcv_space: self.rcv_space.min(u32::MAX as usize) as u32,
+            ts_recent: self.ts_recent,
+            ts_offset: self.ts_offset,
+            ts_echo_dup: self.ts_echo_dup,
+            last_ack_sent: self.last_ack_sent,
+            mss: self.mss,
+            fin_acked_seq: self.fin_acked_seq,
+            snd_wscale: self.snd_wscale,
+            rcv_wscale: self.rcv_wscale,
+            flags,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            retransmissions: self.retransmissions,
+            srtt_us: self
+                .srtt()
+                .map_or(u32::MAX, |d| d.as_micros().min(u32::MAX as u128 - 1) as u32),
+            rto_us: self.rto().as_micros().min(u32::MAX as u128) as u32,
+            cwnd: self.cwnd(),
+            ssthresh: self.ssthresh(),
+            cc_phase: self.cc_phase(),
+        })
+    }
+
+    /// The TCB that [`Tcb::time_wait_state`] was taken from, rebuilt in
+    /// TIME-WAIT to process a segment: the same sequence numbers, windows,
+    /// options, timestamps (TS.Recent, our clock's offset) and 2*MSL
+    /// deadline; fresh (empty) buffers and congestion state, which
+    /// TIME-WAIT does not use.
+    pub fn from_time_wait(now: Instant, cfg: &Arc<TcpConfig>, s: &TimeWaitState) -> Tcb {
+        let mut t = Tcb::new(
+            now,
+            cfg,
+            s.local,
+            s.remote,
+            s.iss,
+            s.mss,
+            s.flags & TW_PASSIVE != 0,
+        );
+        t.irs = s.irs;
+        t.snd_una = s.snd_nxt;
+        t.snd_nxt = s.snd_nxt;
+        t.snd_max = s.snd_nxt;
+        t.snd_wnd = s.snd_wnd;
+        t.max_snd_wnd = s.max_snd_wnd;
+        t.snd_wl1 = s.snd_wl1;
+        t.snd_wl2 = s.snd_wl2;
+        t.snd_wscale = s.snd_wscale;
+        t.rcv_wscale = s.rcv_wscale;
+        t.wscale_negotiated = s.flags & TW_WSCALE != 0;
+        t.rcv_nxt = s.rcv_nxt;
+        t.rcv_adv = s.rcv_adv;
+        t.rcv_space = s.rcv_space as usize;
+        t.ts_enabled = s.flags & TW_TS != 0;
+        t.ts_recent = s.ts_recent;
+        t.ts_offset = s.ts_offset;
+        t.ts_echo_dup = s.ts_echo_dup;
+        t.last_ack_sent = s.last_ack_sent;
+        t.sack_enabled = s.flags & TW_SACK != 0;
+        t.fin_queued = true;
+        t.fin_acked_seq = s.fin_acked_seq;
+        t.fin_received = true;
+        t.tw_restarted = s.flags & TW_RESTARTED != 0;
+        t.bytes_in = s.bytes_in;
+        t.bytes_out = s.bytes_out;
+        t.retransmissions = s.retransmissions;
+        t.orphaned = true;
+        t.episode_high = s.snd_nxt;
+        t.ts_sample_seq = s.snd_nxt;
+        t.set_timer(Timer::TimeWait, s.expires);
+        t.state = State::TimeWait;
+        t
     }
 
     /// Names of the timers due at `now`, in the order `handle_timeout` runs
@@ -2842,5 +3017,18 @@ mod size_tests {
     fn tcb_size_is_pinned() {
         let n = std::mem::size_of::<super::Tcb>();
         assert!(n <= 840, "size_of::<Tcb>() = {n}");
+    }
+}
+
+#[cfg(test)]
+mod time_wait_size {
+    /// The point of a compact TIME-WAIT record (`TimeWaitState`) is its
+    /// size next to the TCB's: pinned, like the TCB's.
+    #[test]
+    fn time_wait_state_is_a_fraction_of_a_tcb() {
+        let tw = std::mem::size_of::<super::TimeWaitState>();
+        let tcb = std::mem::size_of::<super::Tcb>();
+        assert!(tw <= 160, "size_of::<TimeWaitState>() = {tw}");
+        assert!(tw * 5 <= tcb, "TimeWaitState {tw} B vs Tcb {tcb} B");
     }
 }

@@ -415,6 +415,56 @@ impl Tracer {
         }
     }
 
+    /// Slot `idx` (generation `generation`) holds a connection already in
+    /// `state`, as observed before under another slot (a compacted
+    /// TIME-WAIT connection rebuilt to process a segment): remember the
+    /// state without recording a transition.
+    pub fn resume(&mut self, idx: u32, generation: u32, state: State) {
+        let i = idx as usize;
+        if self.marks.len() <= i {
+            self.marks.resize(i + 1, None);
+        }
+        self.marks[i] = Some(Mark {
+            generation,
+            state,
+            cwnd: 0,
+            ssthresh: 0,
+        });
+    }
+
+    /// A transition of a connection that no longer has a slot (a compacted
+    /// TIME-WAIT connection ending): `id` is the slot it had.
+    pub fn transition_detached(
+        &mut self,
+        id: u32,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        from: State,
+        to: State,
+    ) {
+        let t = self.now;
+        if self.history {
+            if self.transitions.len() >= HISTORY_LIMIT {
+                self.transitions.pop_front();
+            }
+            self.transitions.push_back(Transition {
+                t,
+                id,
+                local,
+                remote,
+                from,
+                to,
+            });
+        }
+        self.push(TraceEvent {
+            t,
+            id: Some(id),
+            local,
+            remote,
+            kind: EventKind::State { from, to },
+        });
+    }
+
     /// The latest state transitions, oldest first.
     pub fn transitions(&self) -> impl Iterator<Item = &Transition> {
         self.transitions.iter()
