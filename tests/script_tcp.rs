@@ -863,6 +863,10 @@ fn time_wait_scenario(compact: bool) -> TwRun {
     let listed = s.stack.connections();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state, State::TimeWait);
+    // Listed under the id (handle) it had, as the transitions name it; the
+    // application let go of it, so the handle no longer works.
+    assert_eq!(listed[0].handle, h);
+    assert_eq!(s.stack.state(h), None);
     // Our ACK was lost: the FIN again, at 500 ms.
     s.inject(500, seg("F.").seq(1).ack(2).ts(1500, 0));
     s.expect_at(500, exp(".").seq(2).ack(2));

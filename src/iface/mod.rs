@@ -212,8 +212,11 @@ const TW_TAG: u32 = 1 << 31;
 /// [`Config::compact_time_wait`]).
 struct TwRecord {
     generation: u32,
-    /// The slot the connection had: its id in traces.
+    /// The slot the connection had, and its generation there: the
+    /// connection's id in traces and its handle in the connection list
+    /// (no longer usable by an application: the slot moved on).
     trace_id: u32,
+    trace_generation: u32,
     state: TimeWaitState,
 }
 
@@ -1440,6 +1443,7 @@ impl Stack {
         let rec = TwRecord {
             generation,
             trace_id: idx,
+            trace_generation: slot.generation,
             state,
         };
         let r = match self.tw_free.pop() {
@@ -1653,13 +1657,12 @@ impl Stack {
             })
         });
         // Compact TIME-WAIT records, as they were when they left their TCB.
-        let records = self.tw_records.iter().enumerate().filter_map(|(r, rec)| {
-            let rec = rec.as_ref()?;
+        let records = self.tw_records.iter().flatten().map(|rec| {
             let st = &rec.state;
-            Some(ConnInfo {
+            ConnInfo {
                 handle: SocketHandle {
-                    index: r as u32 | TW_TAG,
-                    generation: rec.generation,
+                    index: rec.trace_id,
+                    generation: rec.trace_generation,
                 },
                 local: st.local,
                 remote: st.remote,
@@ -1675,7 +1678,7 @@ impl Stack {
                 retransmissions: st.retransmissions,
                 mss: st.mss,
                 cc_phase: st.cc_phase,
-            })
+            }
         });
         slots.chain(records)
     }
