@@ -204,6 +204,10 @@ struct Listener {
 /// (remote address, remote port, local port): the local address is always ours.
 type ConnKey = (u32, u16, u16);
 
+fn conn_key(local: SocketAddrV4, remote: SocketAddrV4) -> ConnKey {
+    (u32::from(*remote.ip()), remote.port(), local.port())
+}
+
 /// A demultiplexing entry (or `tw_queue` entry) with this bit set names a
 /// compact TIME-WAIT record in `Stack::tw_records`, not a slot.
 const TW_TAG: u32 = 1 << 31;
@@ -1429,11 +1433,7 @@ impl Stack {
         let Some(state) = slot.tcb.as_ref().and_then(Tcb::time_wait_state) else {
             return;
         };
-        let key: ConnKey = (
-            u32::from(*state.remote.ip()),
-            state.remote.port(),
-            state.local.port(),
-        );
+        let key = conn_key(state.local, state.remote);
         if self.conns.get(&key) != Some(&idx) {
             return;
         }
@@ -1476,14 +1476,9 @@ impl Stack {
     /// `tw_queue` entry goes to the back with the old deadline and may end
     /// it a little late: 2*MSL is a minimum.)
     fn expand_time_wait(&mut self, now: Instant, r: u32) -> u32 {
-        let rec = self.tw_records[r as usize].take().expect("mapped record");
-        self.tw_free.push(r);
+        let rec = self.take_tw_record(r).expect("mapped record");
         let st = &rec.state;
-        let key: ConnKey = (
-            u32::from(*st.remote.ip()),
-            st.remote.port(),
-            st.local.port(),
-        );
+        let key = conn_key(st.local, st.remote);
         let mut tcb = Tcb::from_time_wait(now, &self.tcp, st);
         tcb.set_tso(self.tso_payload());
         let expires = st.expires;
@@ -1501,6 +1496,12 @@ impl Stack {
         idx
     }
 
+    fn take_tw_record(&mut self, r: u32) -> Option<TwRecord> {
+        let rec = self.tw_records.get_mut(r as usize).and_then(Option::take)?;
+        self.tw_free.push(r);
+        Some(rec)
+    }
+
     fn tw_record_alive(&self, r: u32, generation: u32) -> bool {
         self.tw_records
             .get(r as usize)
@@ -1511,16 +1512,11 @@ impl Stack {
     /// End the compact TIME-WAIT connection `r` (2*MSL over, recycled, or
     /// reopened by a new SYN).
     fn end_time_wait_record(&mut self, r: u32) {
-        let Some(rec) = self.tw_records.get_mut(r as usize).and_then(Option::take) else {
+        let Some(rec) = self.take_tw_record(r) else {
             return;
         };
-        self.tw_free.push(r);
         let st = &rec.state;
-        let key: ConnKey = (
-            u32::from(*st.remote.ip()),
-            st.remote.port(),
-            st.local.port(),
-        );
+        let key = conn_key(st.local, st.remote);
         if self.conns.get(&key) == Some(&(r | TW_TAG)) {
             self.conns.remove(&key);
         }
