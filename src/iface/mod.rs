@@ -208,6 +208,12 @@ fn conn_key(local: SocketAddrV4, remote: SocketAddrV4) -> ConnKey {
     (u32::from(*remote.ip()), remote.port(), local.port())
 }
 
+/// RFC 6191 / RFC 1122 4.2.2.13: a new SYN (no ACK, no RST) above RCV.NXT
+/// reopens a connection in TIME-WAIT.
+fn reopens_time_wait(seg: &SegmentIn, rcv_nxt: u32) -> bool {
+    seg.flags & (SYN | ACK | RST) == SYN && crate::tcp::socket::seq_gt(seg.seq, rcv_nxt)
+}
+
 /// A demultiplexing entry (or `tw_queue` entry) with this bit set names a
 /// compact TIME-WAIT record in `Stack::tw_records`, not a slot.
 const TW_TAG: u32 = 1 << 31;
@@ -650,9 +656,7 @@ impl Stack {
                 .expect("mapped record")
                 .state
                 .rcv_nxt;
-            mapped = if seg.flags & (SYN | ACK | RST) == SYN
-                && crate::tcp::socket::seq_gt(seg.seq, rcv_nxt)
-            {
+            mapped = if reopens_time_wait(&seg, rcv_nxt) {
                 self.end_time_wait_record(r);
                 None
             } else {
@@ -660,15 +664,12 @@ impl Stack {
             };
         }
         if let Some(idx) = mapped {
-            // RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT connection.
             let reopen = {
                 let tcb = self.slots[idx as usize]
                     .tcb
                     .as_ref()
                     .expect("mapped slot has a TCB");
-                tcb.state == State::TimeWait
-                    && seg.flags & (SYN | ACK | RST) == SYN
-                    && crate::tcp::socket::seq_gt(seg.seq, tcb.rcv_nxt())
+                tcb.state == State::TimeWait && reopens_time_wait(&seg, tcb.rcv_nxt())
             };
             if reopen {
                 self.slots[idx as usize]
@@ -1375,11 +1376,7 @@ impl Stack {
         // A closed connection leaves the demux table at once...
         if state == State::Closed && slot.in_map {
             slot.in_map = false;
-            let key: ConnKey = (
-                u32::from(*tcb.remote.ip()),
-                tcb.remote.port(),
-                tcb.local.port(),
-            );
+            let key = conn_key(tcb.local, tcb.remote);
             if self.conns.get(&key) == Some(&idx) {
                 self.conns.remove(&key);
             }

@@ -10,7 +10,7 @@
 //! The same segment hooks feed the segment recording behind live ladder
 //! diagrams ([`crate::trace::segments`]) while it is armed.
 
-use super::{ConnKey, Stack, TW_TAG};
+use super::{conn_key, ConnKey, Stack, TW_TAG};
 use crate::iface::DropReason;
 use crate::tcp::socket::{seq_gt, seq_le, Tcb};
 use crate::tcp::{SocketHandle, State};
@@ -152,9 +152,8 @@ impl Stack {
             .map(|t| t.state())
             .or_else(|| {
                 // Gone from its slot into a compact TIME-WAIT record?
-                let key: ConnKey = (u32::from(*remote.ip()), remote.port(), local.port());
                 self.conns
-                    .get(&key)
+                    .get(&conn_key(local, remote))
                     .filter(|&&i| i & TW_TAG != 0)
                     .map(|_| State::TimeWait)
             });
