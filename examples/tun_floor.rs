@@ -52,15 +52,16 @@ fn main() {
     }
 }
 
-fn run() -> Result<(), String> {
+/// The command line: (TUN name, our address, busy-poll microseconds).
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(String, Ipv4Addr, u64), String> {
     let mut tun = None;
     let mut addr: Option<Ipv4Addr> = None;
     // --busy USEC: after a packet, spin on `read` for up to USEC before sleeping.
     let mut busy_us: u64 = 0;
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--tun" => tun = args.next(),
+            "--tun" => tun = Some(args.next().ok_or("--tun needs a value")?),
             "--busy" => {
                 let v = args.next().ok_or("--busy needs a value (microseconds)")?;
                 busy_us = v
@@ -82,10 +83,14 @@ fn run() -> Result<(), String> {
             }
         }
     }
-    let (tun, addr) = match (tun, addr) {
-        (Some(t), Some(a)) => (t, a),
-        _ => return Err("usage: tun_floor --tun NAME --addr A.B.C.D".into()),
-    };
+    match (tun, addr) {
+        (Some(t), Some(a)) => Ok((t, a, busy_us)),
+        _ => Err("usage: tun_floor --tun NAME --addr A.B.C.D [--busy USEC]".into()),
+    }
+}
+
+fn run() -> Result<(), String> {
+    let (tun, addr, busy_us) = parse_args(std::env::args().skip(1))?;
     let dev = TunDevice::open(&tun).map_err(|e| e.to_string())?;
     let fd = dev.as_raw_fd();
     // Without --busy: blocking reads, one system call per packet and no
@@ -380,6 +385,24 @@ mod tests {
             ack: be32(t, 8),
             data: t[doff..].to_vec(),
         })
+    }
+
+    #[test]
+    fn bad_command_lines_get_clear_errors() {
+        let p = |v: &[&str]| parse_args(v.iter().map(|s| s.to_string()));
+        assert_eq!(
+            p(&["--tun", "t0", "--addr", "10.0.0.2/24", "--busy", "50"]),
+            Ok(("t0".into(), ME, 50))
+        );
+        assert!(p(&["--tun", "t0"]).unwrap_err().starts_with("usage:"));
+        assert!(p(&["--tun"]).unwrap_err().contains("--tun needs a value"));
+        assert!(p(&["--addr", "10.0.0.300"])
+            .unwrap_err()
+            .contains("not an IPv4 address"));
+        assert!(p(&["--busy", "x"]).unwrap_err().contains("not a number"));
+        assert!(p(&["--bogus"])
+            .unwrap_err()
+            .contains("unknown argument '--bogus'"));
     }
 
     #[test]
